@@ -1,0 +1,34 @@
+"""optim: on-device deployment and model optimization for image classifiers.
+
+Public API (imported lazily, so ``import optim`` stays cheap):
+
+* :func:`optim.load_checkpoint` — checkpoint + model card → eval-mode ``nn.Module``;
+* :class:`optim.ModelCard` — the typed model card;
+* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("optim")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+# public name → module that defines it (one line per API entry point)
+_API = {
+    "load_checkpoint": "optim.checkpoint",
+    "LoadedModel": "optim.checkpoint",
+    "ModelCard": "optim.model_card",
+    "open_runtime": "optim.runtimes",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'optim' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Latency benchmarks on the host and on Android phones over adb."""

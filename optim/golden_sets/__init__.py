@@ -1,0 +1,1 @@
+"""Golden sets: curated labelled images, class frequencies, evaluation against FP32."""

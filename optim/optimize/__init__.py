@@ -1,0 +1,1 @@
+"""Structured pruning, PTQ, QAT and distillation."""
