@@ -3,10 +3,39 @@ on its host runtime (see :func:`optim.optimize.ptq.quantize`)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
+
 import click
 
 from optim.cli.checkpoint_options import checkpoint_options
 from optim.cli.output import json_option, make_table, print_json, state
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything the exporters print (progress bars, native logs) to stderr, so stdout
+    holds only optim's table or JSON."""
+    fd_saved = None
+    try:
+        sys.stdout.flush()
+        if sys.stdout.fileno() == 1:
+            fd_saved = os.dup(1)
+            os.dup2(2, 1)
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. click's test runner)
+        fd_saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        if fd_saved is not None:
+            sys.stdout.flush()
+            os.dup2(fd_saved, 1)
+            os.close(fd_saved)
 
 
 def _fmt(v, spec: str) -> str:
@@ -48,8 +77,9 @@ def command(checkpoint: str, formats: str, scheme: str, calib: str | None, calib
         else:
             s.info(f"[red]{r.format}-{r.scheme}: {r.status}[/red] {r.error or ''}")
 
-    result = quantize(checkpoint, formats=formats, scheme=scheme, calib=calib, calib_size=calib_size, out=out,
-                      threads=threads, load_kwargs=load_kwargs, on_result=report)
+    with _stdout_to_stderr():
+        result = quantize(checkpoint, formats=formats, scheme=scheme, calib=calib, calib_size=calib_size, out=out,
+                          threads=threads, load_kwargs=load_kwargs, on_result=report)
     if as_json:
         print_json(result.to_dict())
     else:
