@@ -4,7 +4,8 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 
 * :func:`optim.load_checkpoint` — checkpoint + model card → eval-mode ``nn.Module``;
 * :class:`optim.ModelCard` — the typed model card;
-* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host.
+* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
+* :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ _API = {
     "LoadedModel": "optim.checkpoint",
     "ModelCard": "optim.model_card",
     "open_runtime": "optim.runtimes",
+    "evaluate": "optim.golden_sets.evaluate",
+    "EvalReport": "optim.golden_sets.report",
+    "GoldenSet": "optim.golden_sets.golden_set",
+    "build_golden_set_from_images": "optim.golden_sets.build",
 }
 
 __all__ = sorted(_API)
