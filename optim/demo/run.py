@@ -89,7 +89,7 @@ def _write_data(workdir: Path, split: DemoSplit, head: str) -> None:
         build_from_image_folder(workdir / name, head=head, name=f"mnist-longtail-{name}", train_counts=split.train_counts())
 
 
-def run_demo(workdir: str | Path = "optim-demo", *, seed: int = 0, cfg: TrainConfig = TrainConfig(epochs=16),
+def run_demo(workdir: str | Path = "optim-demo", *, seed: int = 0, cfg: TrainConfig = TrainConfig(),
              retrain: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Build the data, train resnet18 (or reuse a finished run with the same recipe), and
     evaluate FP32 top-1 on the golden set, overall and for head/tail classes.
