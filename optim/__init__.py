@@ -5,6 +5,8 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.load_checkpoint` — checkpoint + model card → eval-mode ``nn.Module``;
 * :class:`optim.ModelCard` — the typed model card;
 * :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
+* :func:`optim.quantize` — PTQ + export to ONNX / TFLite / ExecuTorch, checked on host runtimes;
+* :class:`optim.Artifact` — an exported artifact directory and its metadata.
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
 """
 
@@ -24,6 +26,9 @@ _API = {
     "LoadedModel": "optim.checkpoint",
     "ModelCard": "optim.model_card",
     "open_runtime": "optim.runtimes",
+    "quantize": "optim.optimize.ptq",
+    "QuantizeResult": "optim.optimize.ptq",
+    "Artifact": "optim.runtimes.artifact",
     "evaluate": "optim.golden_sets.evaluate",
     "EvalReport": "optim.golden_sets.report",
     "GoldenSet": "optim.golden_sets.golden_set",
