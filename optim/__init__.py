@@ -4,7 +4,8 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 
 * :func:`optim.load_checkpoint` — checkpoint + model card → eval-mode ``nn.Module``;
 * :class:`optim.ModelCard` — the typed model card;
-* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host.
+* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
+* :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ _API = {
     "LoadedModel": "optim.checkpoint",
     "ModelCard": "optim.model_card",
     "open_runtime": "optim.runtimes",
+    "bench": "optim.device_bench.api",
+    "BenchResult": "optim.device_bench.result",
 }
 
 __all__ = sorted(_API)
