@@ -79,11 +79,12 @@ def find_adb() -> str:
 class Adb:
     """Thin wrapper over the ``adb`` executable for one device (``serial``)."""
 
-    def __init__(self, serial: str | None = None, adb_path: str | None = None, retry_delay_s: float = 3.0,
+    def __init__(self, serial: str | None = None, adb_path: str | None = None, retry_delay_s: float | None = None,
                  default_timeout_s: float = 120.0):
         self.adb = adb_path or find_adb()
         self.serial = serial
-        self.retry_delay_s = retry_delay_s
+        # pause before the one retry after a disconnect ($OPTIM_ADB_RETRY_DELAY_S, default 3 s)
+        self.retry_delay_s = float(os.environ.get("OPTIM_ADB_RETRY_DELAY_S", "3")) if retry_delay_s is None else retry_delay_s
         self.default_timeout_s = default_timeout_s
         self.retries_used: list[str] = []
 

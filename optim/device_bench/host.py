@@ -7,8 +7,11 @@ the requested thread count; each trial runs ``warmup`` untimed then ``runs`` tim
 
 Peak memory (Linux): the process resident-set high-water mark (``VmHWM`` in
 /proc/self/status, reset through /proc/self/clear_refs before loading) minus the resident set
-before loading — the memory that loading and running the artifact added. Where the reset is
-not possible the figure is ``None`` (listed in ``unavailable``), never a guess.
+before loading — the memory that loading and running the artifact added. The runtime's Python
+library (torch, onnxruntime, ai_edge_litert, executorch) is imported *before* the baseline, so
+the figure excludes library code and is the same whether an artifact is the first or the
+fifth benchmarked in a process. Where the reset is not possible the figure is ``None``
+(listed in ``unavailable``), never a guess.
 """
 
 from __future__ import annotations
@@ -25,7 +28,20 @@ from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_trials
 
 HOST_TOOL = "optim host timer: time.perf_counter_ns around Runtime.predict"
 MEMORY_METHOD = ("process peak resident set (Linux VmHWM, reset via /proc/self/clear_refs) minus resident set "
-                 "before loading the artifact; MB = 10^6 bytes")
+                 "before loading the artifact, runtime library already imported; MB = 10^6 bytes")
+#: the Python modules each format's host runtime needs (imported before the memory baseline)
+RUNTIME_MODULES = {"torch": ("torch", "torchvision"), "onnx": ("onnxruntime",), "tflite": ("ai_edge_litert.interpreter",),
+                   "pte": ("executorch.runtime",)}
+
+
+def _preimport(fmt: str) -> None:
+    import importlib
+
+    for name in RUNTIME_MODULES.get(fmt, ()):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the runtime adapter will report the missing library itself
+            pass
 
 
 def _status_kb(field: str) -> int | None:
@@ -77,9 +93,17 @@ def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100,
     if load is not None and load > 0.5 * ncpu:
         warnings.append(f"host is busy (1-min load average {load:.2f} on {ncpu} CPUs): latencies include contention")
 
+    import gc
+
+    from optim.device_bench.target import resolve_target
+
+    _preimport(resolve_target(path).format)
+    gc.collect()
     rss_before_kb = _status_kb("VmRSS")
     can_peak = rss_before_kb is not None and _reset_peak_rss()
-    runtime = open_runtime(path, threads=threads, **(load_kwargs or {}))
+    # only options the user set: artifact directories take none of the checkpoint options
+    kwargs = {k: v for k, v in (load_kwargs or {}).items() if v not in (None, False)}
+    runtime = open_runtime(path, threads=threads, **kwargs)
     try:
         shape = (1, *tuple(runtime.card.input.shape[1:]))
         x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)

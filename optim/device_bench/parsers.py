@@ -104,8 +104,11 @@ def parse_benchmark_model(text: str) -> ToolOutput:
     :class:`ToolRunError` if no timed-phase line is found.
     """
     stats = _bm_stat_lines(text)
-    # warm-up phase line, then timed phase line; a single line means the tool stopped early
-    regular = stats[-1] if len(stats) >= 2 else None
+    # warm-up phase line, then timed phase line. A single line is the timed phase only when the
+    # end-of-benchmark summary ("Inference timings in us", printed after both phases) follows;
+    # otherwise the tool stopped after the warm-up.
+    finished = "Inference timings in us" in text
+    regular = stats[-1] if (len(stats) >= 2 or (stats and finished)) else None
     if regular is None:
         raise ToolRunError("benchmark_model printed no statistics line for the timed runs "
                            "(expected 'count=N first=… min=… max=… avg=… std=…' after the warm-up line)")
