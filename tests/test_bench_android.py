@@ -258,11 +258,13 @@ def test_no_adb_on_path(tmp_path, monkeypatch, models):
     monkeypatch.setenv("OPTIM_CONFIG_DIR", str(tmp_path / "cfg"))
     d = tmp_path / "tools"
     d.mkdir()
-    monkeypatch.setenv("OPTIM_CONFIG_DIR", str(tmp_path / "cfg"))
     res = CliRunner().invoke(cli, ["devices", "setup", "--benchmark-model", str(fake_arm64_elf(d / "benchmark_model"))])
     assert res.exit_code == 0
     res = bench_cli(str(models["model.tflite"]), "--device", "pixel6a")
     assert res.exit_code == 3 and "adb is not on PATH" in res.stderr and "apt install adb" in res.stderr
+    res = CliRunner().invoke(cli, ["devices"])
+    assert res.exit_code == 3 and "adb is not on PATH" in res.stderr
+    assert "benchmark_model" in res.stdout  # the configured tools are still listed
 
 
 def test_unset_tool_unknown_device_and_checkpoint_on_android(adb, models, tmp_path):

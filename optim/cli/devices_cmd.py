@@ -50,16 +50,20 @@ def _devices_report() -> dict:
 def command(ctx: click.Context, as_json: bool) -> None:
     """List connected Android devices (adb), the profile each matches, and which on-device
     benchmark tools are set up. Profiles: optim/device_bench/profiles.toml plus
-    [profiles.*] in your devices.toml."""
+    [profiles.*] in your devices.toml. Exits 3 when adb is missing."""
     if ctx.invoked_subcommand is not None:
         return
+    from optim.errors import EXIT_TOOL_ERROR
+
     report = _devices_report()
     if as_json:
         print_json(report)
+        if report["adb_error"]:
+            ctx.exit(EXIT_TOOL_ERROR)
         return
     s = state()
     if report["adb_error"]:
-        s.console.print(f"[yellow]{report['adb_error']}[/yellow]")
+        s.console.print("[yellow]adb not found: connected devices cannot be listed[/yellow]")
     elif not report["devices"]:
         s.console.print("no Android device connected (adb devices lists none)")
     else:
@@ -71,6 +75,9 @@ def command(ctx: click.Context, as_json: bool) -> None:
              for name, t in report["tools"].items()]
     s.console.print(make_table(f"on-device tools ({report['config']})", ["tool", "format", "path"], trows))
     s.console.print("profiles: " + ", ".join(sorted(report["profiles"])))
+    if report["adb_error"]:
+        click.echo(f"error: {report['adb_error']}", err=True)
+        ctx.exit(EXIT_TOOL_ERROR)
 
 
 @command.command("setup")
