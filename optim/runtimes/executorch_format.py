@@ -81,20 +81,15 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
         recipe["quantization"] = {"weights": "float16", "compute": "float16 (XNNPACK)", "io": "float32"}
     else:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        from optim.optimize.calibration import pt2e_prepare_and_calibrate
 
         dynamic = scheme == "int8-dynamic"
         if not dynamic and (calib is None or len(calib) == 0):
             raise InputError("pte int8: static INT8 needs calibration images (--calib DIR)")
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-        graph = prepare_pt2e(torch.export.export(model, sample).module(), quantizer)
-        n = card.input.shape[0]
-        with torch.no_grad():
-            if dynamic:
-                graph(*sample)
-            else:
-                for i in range(0, len(calib) - n + 1, n):
-                    graph(torch.from_numpy(np.ascontiguousarray(calib[i : i + n])))
+        graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, None if dynamic else calib)
         graph = convert_pt2e(graph)
         recipe["quantization"] = {
             "library": "torchao PT2E + executorch XNNPACKQuantizer", "weights": "int8 per-channel symmetric",

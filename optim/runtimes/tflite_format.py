@@ -41,22 +41,14 @@ MODEL_FILE = "model.tflite"
 
 
 def _pt2e_quantize(model, card: ModelCard, calib: np.ndarray | None, dynamic: bool):
-    import torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e import move_exported_model_to_eval
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    sample = (torch.zeros(card.input.shape),)
+    from optim.optimize.calibration import pt2e_prepare_and_calibrate
+
     quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    graph = torch.export.export(model, sample).module()
-    graph = prepare_pt2e(graph, quantizer)
-    n = card.input.shape[0]
-    with torch.no_grad():
-        if calib is not None:
-            for i in range(0, len(calib) - n + 1, n):  # the exported graph has the card's batch size
-                graph(torch.from_numpy(np.ascontiguousarray(calib[i : i + n])))
-        else:  # dynamic: weights only need one pass so per-channel observers see their shapes
-            graph(*sample)
+    graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, calib)
     graph = convert_pt2e(graph, fold_quantize=False)
     move_exported_model_to_eval(graph)
     return graph, quantizer
