@@ -22,7 +22,9 @@ FP32_MAX_ABS_TOLERANCE = 1e-4
 def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], card: ModelCard) -> dict[str, dict[str, float]]:
     """Per head: ``top1_agreement`` (multiclass: fraction of rows with the same argmax;
     multilabel: fraction of (row, tag) decisions ``logit > 0`` that agree), ``max_abs_error``
-    and ``mean_abs_error`` of the logits. Inputs are ``{head: N×K}`` float arrays."""
+    and ``mean_abs_error`` of the logits, and ``max_abs_reference`` (the largest |FP32 logit|,
+    to read the error against: random-weight models can have logits near 1e-9, where every
+    error is tiny and argmax agreement is noise). Inputs are ``{head: N×K}`` float arrays."""
     out = {}
     for head in card.heads:
         ref = np.asarray(reference[head.name], dtype=np.float64)
@@ -34,7 +36,8 @@ def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.nd
         else:
             agree = float(np.mean((ref > 0) == (cand > 0)))
         err = np.abs(ref - cand)
-        out[head.name] = {"top1_agreement": agree, "max_abs_error": float(err.max()), "mean_abs_error": float(err.mean())}
+        out[head.name] = {"top1_agreement": agree, "max_abs_error": float(err.max()), "mean_abs_error": float(err.mean()),
+                          "max_abs_reference": float(np.abs(ref).max())}
     return out
 
 
@@ -51,6 +54,7 @@ def summarize_check(per_head: dict[str, dict[str, float]], scheme: str, n_inputs
         "n_inputs": n_inputs,
         "top1_agreement": agreement,
         "max_abs_error": max_abs,
+        "max_abs_reference": max(v["max_abs_reference"] for v in per_head.values()),
         "tolerance": FP32_MAX_ABS_TOLERANCE if scheme == "fp32" else None,
         "passed": passed,
         "heads": per_head,
