@@ -18,8 +18,8 @@ ARCHS = ("resnet18", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0")
 FORMATS = ("onnx", "tflite", "pte")
 SCHEMES = ("fp32", "int8")
 
-# (arch, format, scheme) → what fails. Empty: all 24 cells passed in the benchmark run of
-# benchmarks/bench_quantize.py (README); mobilenet_v3_large/v2 ONNX INT8 used to fail in ORT's
+# (arch, format, scheme) → what fails. Empty: all 24 cells passed (this test, 4/4, and the
+# benchmark run of benchmarks/bench_quantize.py, README); mobilenet_v3_large/v2 ONNX INT8 used to fail in ORT's
 # QLinearConv until NNCF was told to use per-tensor activations.
 KNOWN_BROKEN: dict[tuple[str, str, str], str] = {}
 
