@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             targets.append((f"{fmt}-int8", d))
             export_notes[fmt] = f"exported in {time.time() - t0:.0f} s"
         else:
-            export_notes[fmt] = f"not measured: export reported {q}"
+            errors = [r.error for r in getattr(q, "results", []) if getattr(r, "error", None)]
+            export_notes[fmt] = f"not measured: {'; '.join(errors) or q}"
         print(f"{fmt}: {export_notes[fmt]}", file=sys.stderr)
 
     rows = []
