@@ -96,11 +96,11 @@ def test_cli_table_json_and_several_artifacts(resnet18_ckpt, tmp_path):
 
 
 @pytest.mark.slow
-def test_host_bench_real_onnx_and_tflite_artifacts(resnet18_ckpt, tmp_path):
+def test_host_bench_real_artifacts_on_each_runtime(resnet18_ckpt, tmp_path):
     """Exports with `optim quantize` (issue 3) and benchmarks each artifact on its host runtime."""
-    q = optim.quantize(resnet18_ckpt, formats="onnx,tflite", scheme="fp32", out=tmp_path / "art")
+    q = optim.quantize(resnet18_ckpt, formats="onnx,tflite,pte", scheme="fp32", out=tmp_path / "art")
     dirs = sorted(p for p in (tmp_path / "art").iterdir() if p.is_dir())
-    assert {d.name for d in dirs} == {"onnx-fp32", "tflite-fp32"}, q
+    assert {d.name for d in dirs} == {"onnx-fp32", "tflite-fp32", "pte-fp32"}, q
     for d in dirs:
         r = optim.bench(d, threads=1, runs=20, warmup=3, trials=2)
         _check_consistent(r, 20, 2)

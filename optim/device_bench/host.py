@@ -25,7 +25,7 @@ from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_trials
 HOST_TOOL = "optim host timer: time.perf_counter_ns around Runtime.predict"
 #: the Python modules each format's host runtime needs (imported before the memory baseline)
 RUNTIME_MODULES = {"torch": ("torch", "torchvision"), "onnx": ("onnxruntime",), "tflite": ("ai_edge_litert.interpreter",),
-                   "pte": ("executorch.runtime",)}
+                   "pte": ("torch", "executorch.runtime")}
 
 
 def _preimport(fmt: str) -> None:
