@@ -73,6 +73,9 @@ def test_bad_arguments_are_input_errors(resnet18_ckpt, tmp_path):
     (tmp_path / "empty-dir").mkdir()
     with pytest.raises(InputError):
         optim.bench(tmp_path / "empty-dir")
+    (tmp_path / "bare.onnx").write_bytes(b"\x08\x07")
+    with pytest.raises(InputError, match="bare .onnx file"):
+        optim.bench(tmp_path / "bare.onnx")
 
 
 def test_cli_table_json_and_several_artifacts(resnet18_ckpt, tmp_path):

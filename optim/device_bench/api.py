@@ -38,6 +38,15 @@ def bench(artifact: str | Path, device: str = "host", *, threads: int | None = N
         raise InputError(f"{artifact} does not exist")
     if device == "host":
         from optim.device_bench.host import bench_host
+        from optim.device_bench.target import MODEL_SUFFIXES
+
+        p = Path(artifact)
+        if p.is_file() and p.suffix in MODEL_SUFFIXES:
+            if (p.parent / "artifact.json").is_file():
+                artifact = p.parent  # the host runtimes open the artifact directory
+            else:
+                raise InputError(f"{p} is a bare {p.suffix} file: host runtimes open artifact directories "
+                                 "(with artifact.json, written by `optim quantize`); pass that directory")
 
         return bench_host(artifact, threads=threads, runs=runs, warmup=warmup, trials=trials, drift_pct=drift_pct,
                           cooldown_s=cooldown_s or 0.0, load_kwargs=load_kwargs, measure_memory=measure_memory)
