@@ -68,4 +68,4 @@ def command(artifacts: tuple[str, ...], device: str, threads: int | None, runs: 
                                ["artifact", "p50", "p95", "p99", "p95 CI95", "spread", "peak MB"], rows))
     unavailable = sorted({u for r in results for u in r.unavailable})
     if unavailable:
-        s.console.print(f"not measured by the tool (n/a): {', '.join(unavailable)}")
+        s.console.print(f"not measured (n/a): {', '.join(unavailable)}")
