@@ -212,6 +212,14 @@ def test_thermal_rise_and_missing_cpufreq_are_warned(adb, tools, models):
     assert [t["after"]["status"] for t in r.thermal][-1] > 0
 
 
+def test_cool_down_waits_longer_while_the_phone_is_throttling(adb, tools, models):
+    adb.fault("hot")  # thermal status rises with every reading and never falls
+    r = optim.bench(models["model.tflite"], "pixel6a", runs=5, warmup=0, trials=2, cooldown_s=0.05)
+    waited = r.thermal[0]["cooldown_s"]
+    assert 0.05 < waited <= 0.15 + 1e-9  # kept waiting, but no more than 3 × the cool-down
+    assert "cooldown_s" not in r.thermal[-1]  # no cool-down after the last trial
+
+
 def test_device_that_drops_once_is_retried(adb, tools, models):
     adb.fault("disappear-once")
     r = optim.bench(models["model.tflite"], "pixel6a", runs=10, warmup=1, trials=2, cooldown_s=0)
