@@ -4,7 +4,9 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 
 * :func:`optim.load_checkpoint` — checkpoint + model card → eval-mode ``nn.Module``;
 * :class:`optim.ModelCard` — the typed model card;
-* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host.
+* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
+* :func:`optim.verify` — the release gate (size, accuracy vs FP32, p95 per device → verdicts, reports);
+* :func:`optim.publish` — an artifact that passed verify → an atomic, content-addressed release.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ _API = {
     "LoadedModel": "optim.checkpoint",
     "ModelCard": "optim.model_card",
     "open_runtime": "optim.runtimes",
+    "verify": "optim.gate.verify",
+    "publish": "optim.gate.publish",
 }
 
 __all__ = sorted(_API)

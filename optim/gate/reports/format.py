@@ -11,12 +11,13 @@ CHECK_NAMES = {
     "artifact_bytes": "artifact unchanged",
     "top1_drop": "top-1 drop",
     "tail_top1_drop": "tail-class top-1 drop",
-    "class_drop": "worst single-class drop (CI)",
+    "class_drop": "worst class drop, lower 95 % bound",
     "top1_agreement": "top-1 agreement with FP32",
     "multilabel_macro_f1_drop": "multi-label macro-F1 drop",
     "multiclass_head": "multiclass budgets",
     "p95": "p95 latency",
 }
+CMP = {"<=": "≤", ">=": "≥"}
 STATUS_MARK = {"pass": "✅ pass", "fail": "❌ FAIL", "error": "⚠️ ERROR", "skipped": "➖ skipped"}
 
 
@@ -32,7 +33,10 @@ def fmt(v: float | None, unit: str = "") -> str:
     """Numbers for tables: 2 decimals (3 for fractions below 1 without unit)."""
     if v is None:
         return "—"
-    s = f"{v:.3f}" if unit == "" else f"{v:.2f}"
+    digits = 3 if unit == "" else 2
+    if abs(v) < 0.5 * 10**-digits:
+        v = 0.0  # no "-0.00"
+    s = f"{v:.{digits}f}"
     return f"{s} {unit}".strip()
 
 
@@ -44,9 +48,9 @@ def row(check: dict[str, Any]) -> dict[str, str]:
     return {
         "check": check_label(check["id"]),
         "measured": fmt(check.get("measured"), unit),
-        "threshold": f"{cmp_} {fmt(check.get('threshold'), unit)}" if check.get("threshold") is not None else "—",
+        "threshold": f"{CMP.get(cmp_, cmp_)} {fmt(check.get('threshold'), unit)}" if check.get("threshold") is not None else "—",
         "margin": (("+" if check["margin"] >= 0 else "") + fmt(check["margin"], unit)) if check.get("margin") is not None else "—",
-        "interval": f"[{fmt(iv[0])}, {fmt(iv[1])}]" if iv else "—",
+        "interval": f"[{fmt(iv[0], unit).removesuffix(unit).strip()}, {fmt(iv[1], unit)}]" if iv else "—",
         "status": STATUS_MARK.get(check["status"], check["status"]),
         "reason": check.get("reason") or "",
     }

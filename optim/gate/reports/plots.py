@@ -38,17 +38,15 @@ def size_vs_budget(report: dict[str, Any]) -> list[tuple[str, bytes]]:
     y = range(len(arts))
     ax.barh(y, sizes, color=colors, height=0.6)
     for i, (s, b) in enumerate(zip(sizes, budgets)):
-        ax.text(s, i, f" {s:.2f}", va="center", fontsize=8)
+        label = f" {s:.2f} MB" + (f" (budget {b:g})" if b is not None else " (no budget)")
+        ax.text(max(s, b or 0), i, label, va="center", fontsize=8)
         if b is not None:
             ax.plot([b, b], [i - 0.4, i + 0.4], color="black", lw=2)
-    if any(b is not None for b in budgets):
-        ax.plot([], [], color="black", lw=2, label="budget")
-        ax.legend(loc="lower right", fontsize=8)
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xlabel("size (MB = 10^6 bytes, all files of the artifact)")
-    ax.set_xlim(0, max([*sizes, *[b for b in budgets if b is not None]]) * 1.18)
-    ax.set_title("Artifact size vs budget")
+    ax.set_xlim(0, max([*sizes, *[b for b in budgets if b is not None]]) * 1.45)
+    ax.set_title("Artifact size vs budget (black tick = budget; red = over budget)")
     ax.grid(axis="x", alpha=0.3)
     return [("Size vs budget", _png(fig))]
 
@@ -86,7 +84,13 @@ def latency(report: dict[str, Any]) -> list[tuple[str, bytes]]:
         ax.invert_yaxis()
         ax.set_xlim(0, hi * 1.1)
         ax.set_xlabel("latency per inference (ms)")
-        ax.set_title(f"Latency on {d}: whisker min–max, box p50–p95, dotted p99, bar = 95 % CI of p95, thick line = p95 budget", fontsize=9)
+        ax.set_title(f"Latency per artifact on {d}")
+        ax.legend(handles=[plt.Line2D([], [], color="#607d8b", lw=1, label="min–max"),
+                           plt.Rectangle((0, 0), 1, 1, color="#90a4ae", label="p50 (black) – p95 box"),
+                           plt.Line2D([], [], color="black", ls=":", lw=1, label="p99"),
+                           plt.Line2D([], [], color="black", marker="|", lw=1, label="95 % CI of p95"),
+                           plt.Line2D([], [], color="black", lw=2.5, label="p95 budget (red: over)")],
+                  fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35 - 0.1 / len(rows)), ncol=5, frameon=False)
         ax.grid(axis="x", alpha=0.3)
         out.append((f"Latency distribution on {d}", _png(fig)))
     return out
@@ -120,6 +124,9 @@ def head_vs_tail(report: dict[str, Any]) -> list[tuple[str, bytes]]:
                 errs[0].append(v - 100 * d["ci_low"] if d.get("ci_low") is not None else 0)
                 errs[1].append(100 * d["ci_high"] - v if d.get("ci_high") is not None else 0)
             ax.bar(xs, ys, width=width * 0.9, color=ARTIFACT_COLORS[j % 10], label=a["name"], yerr=errs, capsize=3)
+            for x, y in zip(xs, ys):  # value at the bar's left edge, clear of the error bar
+                ax.text(x - width * 0.43, y / 2, f"{y:+.1f}", ha="left", va="center", fontsize=7,
+                        bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
         b = items[0][0]["budget"]
         for key, label, ls in (("max_top1_drop_pts", "overall budget", "--"), ("max_tail_top1_drop_pts", "tail budget", ":")):
             if b.get(key) is not None:
@@ -129,7 +136,7 @@ def head_vs_tail(report: dict[str, Any]) -> list[tuple[str, bytes]]:
         ax.set_xticks(range(3), [f"overall", "head classes", f"tail classes ({len(tail)})"])
         ax.set_ylabel("Δ top-1 vs FP32 (points; negative = worse)")
         ax.set_title(f"Head vs tail classes, head '{hname}' (bars: 95 % paired-bootstrap CI)")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.grid(axis="y", alpha=0.3)
         out.append((f"Head vs tail classes [{hname}]", _png(fig)))
     return out
@@ -140,7 +147,7 @@ def per_class_delta(report: dict[str, Any]) -> list[tuple[str, bytes]]:
     more than MAX_CLASSES_SHOWN classes, the ones with the lowest upper interval end."""
     out = []
     for hname, items in _multiclass(report).items():
-        fig, axes = plt.subplots(len(items), 1, figsize=(9, 2.9 * len(items)), squeeze=False)
+        fig, axes = plt.subplots(len(items), 1, figsize=(9, 2.9 * len(items)), squeeze=False, sharey=True)
         for ax, (a, h) in zip(axes[:, 0], items):
             rows = [r for r in h["delta"].get("per_class") or [] if r.get("value") is not None]
             check = next((c for c in a["checks"] if c["id"] == f"class_drop[{hname}]"), None)
