@@ -197,12 +197,13 @@ def publish(
                      "devices": rep.get("devices"), "verified": rep.get("created"),
                      "results_sha256": sha256_file(results_path), "results": "gate/verify.json"},
             "provenance": {
-                "checkpoint": md.get("source_checkpoint") or md.get("checkpoint"),
+                "checkpoint": md.get("source"),  # {"checkpoint": path, "sha256", "source_format"}
+                "calibration": md.get("calibration"),
                 "reference": rep.get("reference"),
                 "golden_set": rep.get("golden"),
                 "policy": rep.get("policy"),
                 "recipe": md.get("recipe"),
-                "artifact_libraries": md.get("versions") or md.get("libraries"),
+                "artifact_libraries": md.get("versions"),
                 "libraries": library_versions(),
                 "python": sys.version.split()[0],
                 "verify_environment": rep.get("environment"),

@@ -96,9 +96,8 @@ def _reference_for(artifacts, reference: str | Path | None) -> Path | None:
         return p
     found = set()
     for a in artifacts:
-        md = a.metadata or {}
-        src = md.get("source_checkpoint") or md.get("checkpoint") or {}
-        path = src.get("path") if isinstance(src, dict) else src
+        src = (a.metadata or {}).get("source") or {}  # artifact.json "source": {"checkpoint", "sha256", ...}
+        path = src.get("checkpoint") if isinstance(src, dict) else None
         if path and Path(path).is_file():
             found.add(Path(path).resolve())
     return found.pop() if len(found) == 1 else None
