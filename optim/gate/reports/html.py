@@ -7,16 +7,19 @@ import base64
 import html
 from typing import Any
 
-from optim.gate.reports.format import STATUS_MARK, fmt, row
+from optim.gate.reports.format import fmt, row
+
+STATUS_WORD = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skipped": "skipped"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
 h1{font-size:22px} h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px} h3{font-size:15px}
 table{border-collapse:collapse;margin:8px 0 12px;font-size:13px} th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .verdict{display:inline-block;padding:6px 14px;border-radius:6px;font-weight:600;color:white}
-.pass{background:#2e7d32} .fail{background:#c62828} .error{background:#ef6c00} .skipped{background:#757575}
-tr.fail td{background:#ffebee} tr.error td{background:#fff3e0} tr.skipped td{color:#777}
+.verdict.pass{background:#2e7d32} .verdict.fail{background:#c62828} .verdict.error{background:#ef6c00}
+.st{font-weight:600;white-space:nowrap} .st.pass{color:#2e7d32} .st.fail{color:#c62828} .st.error{color:#ef6c00} .st.skipped{color:#757575}
+tr.row-fail td{background:#ffebee} tr.row-error td{background:#fff3e0} tr.row-skipped td{color:#777}
 .meta{color:#555;font-size:13px} code{font-size:12px;background:#f5f5f5;padding:1px 3px}
 img{max-width:100%;border:1px solid #eee;margin:6px 0}
 """
@@ -47,9 +50,9 @@ def render_html(report: dict[str, Any]) -> str:
                  f"{s['skipped']} skipped.</p>")
     parts.append("<table><tr><th>artifact</th><th>format</th><th>scheme</th><th>content sha256</th><th>size</th><th>verdict</th></tr>")
     for a in report["artifacts"]:
-        parts.append(f"<tr class='{_e(a['verdict'])}'><td>{_e(a['name'])}</td><td>{_e(a['format'])}</td><td>{_e(a['scheme'])}</td>"
+        parts.append(f"<tr class='row-{_e(a['verdict'])}'><td>{_e(a['name'])}</td><td>{_e(a['format'])}</td><td>{_e(a['scheme'])}</td>"
                      f"<td><code>{_e(a['content_sha256'][:16])}…</code></td><td class='num'>{fmt(a['size_mb'], 'MB')}</td>"
-                     f"<td>{_e(STATUS_MARK.get(a['verdict'], a['verdict']))}</td></tr>")
+                     f"<td class='st {_e(a['verdict'])}'>{_e(STATUS_WORD.get(a['verdict'], a['verdict']))}</td></tr>")
     parts.append("</table>")
     if report.get("input_errors"):
         parts.append("<p><b>Input errors:</b></p><ul>" + "".join(f"<li>{_e(x)}</li>" for x in report["input_errors"]) + "</ul>")
@@ -68,9 +71,10 @@ def render_html(report: dict[str, Any]) -> str:
                 why += " Beyond budget but not significant: " + ", ".join(str(x["label"]) for x in d["inconclusive"]) + "."
             if d.get("warnings"):
                 why += " " + " ".join(d["warnings"])
-            parts.append(f"<tr class='{_e(c['status'])}'><td>{_e(r['check'])}</td><td class='num'>{_e(r['measured'])}</td>"
+            parts.append(f"<tr class='row-{_e(c['status'])}'><td>{_e(r['check'])}</td><td class='num'>{_e(r['measured'])}</td>"
                          f"<td class='num'>{_e(r['threshold'])}</td><td class='num'>{_e(r['margin'])}</td>"
-                         f"<td class='num'>{_e(r['interval'])}</td><td>{_e(r['status'])}</td><td>{_e(why.strip())}</td></tr>")
+                         f"<td class='num'>{_e(r['interval'])}</td><td class='st {_e(c['status'])}'>{_e(STATUS_WORD.get(c['status'], c['status']))}</td>"
+                         f"<td>{_e(why.strip())}</td></tr>")
         parts.append("</table>")
         if a.get("eval_error"):
             parts.append(f"<p><b>Evaluation error:</b> {_e(a['eval_error'])}</p>")
