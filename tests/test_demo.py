@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from optim.checkpoint import load_checkpoint
 from optim.demo.data import GOLDEN_PER_CLASS, TRAIN_COUNTS, long_tail_split
@@ -39,3 +40,10 @@ def test_run_demo_writes_everything_and_reuses(tmp_path):
     assert loaded.card.heads[0].labels == tuple("0123456789")
     second = run_demo(tmp_path, cfg=cfg, log=logs.append)
     assert second.reused and second.top1 == first.top1
+
+
+@pytest.mark.slow
+def test_demo_full_recipe_reaches_95_percent(tmp_path):
+    result = run_demo(tmp_path, log=lambda _: None)  # the default recipe, as `optim demo` runs it
+    assert result.top1 >= 0.95
+    assert result.tail_top1 < result.head_top1  # the long tail shows

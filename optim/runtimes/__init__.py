@@ -24,4 +24,6 @@ def open_runtime(path: str | Path, threads: int | None = None, **load_kwargs) ->
 
     path = Path(path)
     loaded = load_checkpoint(path, **load_kwargs)
-    return TorchRuntime(loaded.model, loaded.card, threads=threads)
+    # graphs captured by torch.export / tracing may have a static batch dimension
+    fixed = loaded.source_format in ("exported_program", "torchscript")
+    return TorchRuntime(loaded.model, loaded.card, threads=threads, max_batch=loaded.card.input.shape[0] if fixed else None)
