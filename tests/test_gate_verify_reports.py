@@ -216,3 +216,20 @@ def test_policy_without_matching_budget_is_input_error(arts):
     tmp, a = arts
     with pytest.raises(InputError, match="sets no budget for artifact"):
         V.verify(a, tmp / "golden", policy=Policy.from_dict({"targets": {"pte-*": {"size_mb": 1}}}))
+
+
+def test_committed_schema_is_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_schema_rejects_a_broken_report(arts):
+    tmp, a = arts
+    rep = json.loads(json.dumps(run(tmp, a[:1]).report))
+    rep["artifacts"][0]["checks"][0]["status"] = "ok"  # not a status
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rep, SCHEMA)
+    rep = json.loads(json.dumps(run(tmp, a[:1]).report))
+    failing = next(c for c in rep["artifacts"][0]["checks"] if c["status"] == "fail")
+    failing["reason"] = ""  # a failure must say why
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rep, SCHEMA)
