@@ -67,6 +67,8 @@ class VerifyResult:
 
 
 def _default_evaluate(target, golden, reference, **kw):
+    """optim.evaluate; preprocessed golden tensors are cached in its default cache directory
+    (keyed by golden-set hash and preprocessing), so N artifacts decode the images once."""
     from optim import evaluate
 
     return evaluate(target, golden, reference, **kw).to_dict()
@@ -169,7 +171,6 @@ def verify(
         raise InputError("the policy has accuracy budgets but no FP32 reference was found: pass --reference CKPT")
     evaluate_fn = evaluate_fn or _default_evaluate
     bench_fn = bench_fn or _default_bench
-    cache_dir = Path(out) / ".cache" if out is not None else None
 
     entries, input_errors = [], []
     for a, p, budget in zip(loaded, paths, budgets):
@@ -179,8 +180,7 @@ def verify(
         say(f"{p.name}: evaluating on {golden}")
         try:
             m["eval"] = evaluate_fn(str(p), str(golden), None if ref is None else str(ref),
-                                    tail_max_count=budget.tail_max_count, batch_size=batch_size, threads=threads,
-                                    cache_dir=None if cache_dir is None else str(cache_dir))
+                                    tail_max_count=budget.tail_max_count, batch_size=batch_size, threads=threads)
         except InputError as e:
             m["eval_error"], m["eval_error_kind"] = str(e), "input"
             input_errors.append(f"{p.name}: evaluation: {e}")
