@@ -5,6 +5,10 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.load_checkpoint` — checkpoint + model card → eval-mode ``nn.Module``;
 * :class:`optim.ModelCard` — the typed model card;
 * :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
+* :func:`optim.quantize` — PTQ + export to ONNX / TFLite / ExecuTorch, checked on host runtimes;
+* :class:`optim.Artifact` — an exported artifact directory and its metadata.
+* :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
+* :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
 * :func:`optim.verify` — the release gate (size, accuracy vs FP32, p95 per device → verdicts, reports);
 * :func:`optim.publish` — an artifact that passed verify → an atomic, content-addressed release.
 """
@@ -25,6 +29,15 @@ _API = {
     "LoadedModel": "optim.checkpoint",
     "ModelCard": "optim.model_card",
     "open_runtime": "optim.runtimes",
+    "quantize": "optim.optimize.ptq",
+    "QuantizeResult": "optim.optimize.ptq",
+    "Artifact": "optim.runtimes.artifact",
+    "evaluate": "optim.golden_sets.evaluate",
+    "EvalReport": "optim.golden_sets.report",
+    "GoldenSet": "optim.golden_sets.golden_set",
+    "build_golden_set_from_images": "optim.golden_sets.build",
+    "bench": "optim.device_bench.api",
+    "BenchResult": "optim.device_bench.result",
     "verify": "optim.gate.verify",
     "publish": "optim.gate.publish",
 }
