@@ -127,7 +127,7 @@ def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, 
             uncomputable.append(label)
             continue
         established = -100.0 * hi  # the smallest drop consistent with the data at 95 %
-        if worst is None or established > worst[0]:
+        if worst is None or (established, -value) > (worst[0], -worst[1]["value"]):  # ties: larger estimate
             worst = (established, r)
         if established > threshold_pts:
             failing.append({"label": label, "support": support, "drop_pts": -100.0 * value,
@@ -148,6 +148,8 @@ def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, 
     details["worst_class"] = str(r.get("label"))
     interval = [-100.0 * r["ci_high"], -100.0 * r["ci_low"]]
     c = _budget_check(id, "accuracy", "pts", established, threshold_pts, interval=interval, details=details)
+    c.reason = (f"worst class {r.get('label')} (n={r.get('support')}): drop {-100.0 * r['value']:.1f} pts, "
+                f"95 % CI of the drop {interval[0]:.1f}–{interval[1]:.1f}")
     if failing:
         c.reason = "significant drop beyond budget in class(es) " + ", ".join(
             f"{f['label']} ({f['drop_pts']:.1f} pts, CI {f['interval_pts'][0]:.1f}–{f['interval_pts'][1]:.1f})" for f in failing)

@@ -70,7 +70,7 @@ def render_html(report: dict[str, Any]) -> str:
             if d.get("inconclusive"):
                 why += " Beyond budget but not significant: " + ", ".join(str(x["label"]) for x in d["inconclusive"]) + "."
             if d.get("warnings"):
-                why += " " + " ".join(d["warnings"])
+                why += " Benchmark warnings: " + "; ".join(w.rstrip(".") for w in d["warnings"]) + "."
             parts.append(f"<tr class='row-{_e(c['status'])}'><td>{_e(r['check'])}</td><td class='num'>{_e(r['measured'])}</td>"
                          f"<td class='num'>{_e(r['threshold'])}</td><td class='num'>{_e(r['margin'])}</td>"
                          f"<td class='num'>{_e(r['interval'])}</td><td class='st {_e(c['status'])}'>{_e(STATUS_WORD.get(c['status'], c['status']))}</td>"

@@ -10,6 +10,7 @@ import io
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -82,8 +83,16 @@ def latency(report: dict[str, Any]) -> list[tuple[str, bytes]]:
             hi = max(hi, *(v for v in (hi_, p99, p95, budget) if v is not None))
         ax.set_yticks(range(len(rows)), [r[0] for r in rows])
         ax.invert_yaxis()
-        ax.set_xlim(0, hi * 1.1)
-        ax.set_xlabel("latency per inference (ms)")
+        lows = [v for _, b, _ in rows for v in (b["latency_ms"].get("min"), b["latency_ms"].get("p50")) if v]
+        if lows and hi / min(lows) > 30:  # budget or tail far above the typical latency: log scale keeps both readable
+            ax.set_xscale("log")
+            ax.set_xlim(min(lows) / 1.5, hi * 1.5)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xlabel("latency per inference (ms, log scale)")
+        else:
+            ax.set_xlim(0, hi * 1.1)
+        if ax.get_xscale() != "log":
+            ax.set_xlabel("latency per inference (ms)")
         ax.set_title(f"Latency per artifact on {d}")
         ax.legend(handles=[plt.Line2D([], [], color="#607d8b", lw=1, label="min–max"),
                            plt.Rectangle((0, 0), 1, 1, color="#90a4ae", label="p50 (black) – p95 box"),
