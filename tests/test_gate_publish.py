@@ -28,14 +28,20 @@ from conftest import small_card
 
 
 def make_artifact(root: Path, name="onnx-int8", payload=b"model-bytes" * 100) -> Path:
+    """An artifact directory whose model file is ``payload`` (never run) plus artifact.json."""
     from optim.runtimes.artifact import write_metadata
 
     d = root / name
     d.mkdir(parents=True)
-    (d / "model.onnx").write_bytes(payload)
-    (d / "model.onnx.data").write_bytes(b"weights" * 50)
     fmt, scheme = name.split("-", 1)
-    write_metadata(d, fmt=fmt, scheme=scheme, files=["model.onnx", "model.onnx.data"], card=small_card(),
+    if fmt == "onnx":
+        (d / "model.onnx").write_bytes(payload)
+        (d / "model.onnx.data").write_bytes(b"weights" * 50)
+        names = ["model.onnx", "model.onnx.data"]
+    else:
+        names = [f"model.{fmt}"]
+        (d / names[0]).write_bytes(payload)
+    write_metadata(d, fmt=fmt, scheme=scheme, files=names, card=small_card(),
                    inputs=[], outputs=[], source={"checkpoint": str(root / "model.pt"), "sha256": "c" * 64},
                    recipe={"quantizer": "nncf"}, versions={"onnx": "1.23"})
     return d

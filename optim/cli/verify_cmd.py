@@ -45,8 +45,9 @@ def print_verdict_table(report: dict) -> None:
 @click.option("--runs", type=int, default=100, show_default=True, help="Timed iterations per trial.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Discarded iterations per trial.")
 @click.option("--trials", type=int, default=3, show_default=True)
+@click.option("--cooldown", type=float, default=None, help="Seconds between trials [default: the device profile's; 0 on the host].")
 @json_option
-def command(artifacts, devices, golden, policy, reference, out, threads, runs, warmup, trials, as_json) -> None:
+def command(artifacts, devices, golden, policy, reference, out, threads, runs, warmup, trials, cooldown, as_json) -> None:
     """Gate ARTIFACT directories for release: size, golden-set accuracy versus the FP32
     reference, and p95 latency on each --device, judged against the policy (optim.toml).
 
@@ -61,7 +62,8 @@ def command(artifacts, devices, golden, policy, reference, out, threads, runs, w
 
     s = state()
     result = verify(list(artifacts), golden, devices=list(devices), policy=policy, reference=reference, out=out,
-                    threads=threads, runs=runs, warmup=warmup, trials=trials, progress=s.info)
+                    threads=threads, runs=runs, warmup=warmup, trials=trials, cooldown_s=cooldown,
+                    progress=s.info)
     if as_json:
         print_json(result.report)
     else:

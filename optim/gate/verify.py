@@ -122,6 +122,7 @@ def verify(
     runs: int = 100,
     warmup: int = 10,
     trials: int = 3,
+    cooldown_s: float | None = None,
     batch_size: int = 32,
     evaluate_fn: Callable[..., dict] | None = None,
     bench_fn: Callable[..., dict] | None = None,
@@ -135,6 +136,8 @@ def verify(
     ``devices``; then the checks of :mod:`optim.gate.checks` against the policy section that
     matches it (``policy``: a :class:`Policy`, a path, or None for ``./optim.toml``).
     Reports (JSON, Markdown, JUnit XML, HTML) are written to ``out`` when given.
+    ``runs``/``warmup``/``trials``/``threads``/``cooldown_s`` (seconds between trials; None =
+    the device profile's value, 0 on the host) go to ``optim.bench``.
 
     Raises :class:`InputError` (exit 2) before measuring anything for a missing or invalid
     policy, artifact, golden set or reference; measurement failures are recorded in the
@@ -189,7 +192,8 @@ def verify(
         for d in devices:
             say(f"{p.name}: benchmarking on {d}")
             try:
-                m["bench"][d] = bench_fn(str(p), d, threads=threads, runs=runs, warmup=warmup, trials=trials)
+                extra = {} if cooldown_s is None else {"cooldown_s": cooldown_s}
+                m["bench"][d] = bench_fn(str(p), d, threads=threads, runs=runs, warmup=warmup, trials=trials, **extra)
             except InputError as e:
                 m["bench_errors"][d] = str(e)
                 input_errors.append(f"{p.name}: bench on {d}: {e}")
