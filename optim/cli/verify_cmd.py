@@ -11,22 +11,25 @@ STATUS_STYLE = {"pass": "[green]pass[/green]", "fail": "[bold red]FAIL[/bold red
 
 
 def print_verdict_table(report: dict) -> None:
-    """The per-check verdict table on the console (shared with ``optim demo``)."""
+    """The verdict tables on the console, one per artifact (shared with ``optim demo``)."""
+    from rich.markup import escape
+
     from optim.gate.reports.format import row
 
     s = state()
-    rows = []
+    s.console.print(f"optim verify: {report['verdict'].upper()} (exit code {report['exit_code']})", markup=False)
     for a in report["artifacts"]:
+        rows = []
         for c in a["checks"]:
             r = row(c)
-            rows.append([a["name"], r["check"], r["measured"], r["threshold"], r["margin"], r["interval"],
+            interval = r["interval"].replace(f" {c['unit']}]", "]") if c.get("unit") else r["interval"]
+            rows.append([escape(c["id"]), r["measured"], r["threshold"], r["margin"], escape(interval),
                          STATUS_STYLE.get(c["status"], c["status"])])
-    s.console.print(make_table(f"optim verify: {report['verdict'].upper()}", ["artifact", "check", "measured",
-                               "threshold", "margin", "95 % interval", "status"], rows))
-    for a in report["artifacts"]:
+        s.console.print(make_table(f"{a['name']}: {a['verdict'].upper()} (sha256 {a['content_sha256'][:12]})",
+                                   ["check", "measured", "threshold", "margin", "95 % interval", "status"], rows))
         for c in a["checks"]:
             if c["status"] in ("fail", "error") and c.get("reason"):
-                s.console.print(f"  {a['name']} {c['id']}: {c['reason']}", markup=False)
+                s.console.print(f"  {c['id']}: {c['reason']}", markup=False)
     for e in report.get("input_errors") or []:
         s.console.print(f"  input error: {e}", markup=False)
 
