@@ -45,6 +45,12 @@ class Check:
         return asdict(self)
 
 
+def _pts(x: float) -> str:
+    """One decimal, never "-0.0"."""
+    s = f"{x:.1f}"
+    return "0.0" if s == "-0.0" else s
+
+
 def _margin(measured: float, threshold: float, comparison: str) -> float:
     return threshold - measured if comparison == "<=" else measured - threshold
 
@@ -148,11 +154,12 @@ def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, 
     details["worst_class"] = str(r.get("label"))
     interval = [-100.0 * r["ci_high"], -100.0 * r["ci_low"]]
     c = _budget_check(id, "accuracy", "pts", established, threshold_pts, interval=interval, details=details)
-    c.reason = (f"worst class {r.get('label')} (n={r.get('support')}): drop {-100.0 * r['value']:.1f} pts, "
-                f"95 % CI of the drop {interval[0]:.1f}–{interval[1]:.1f}")
+    c.reason = (f"worst class {r.get('label')} (n={r.get('support')}): drop {_pts(-100.0 * r['value'])} pts, "
+                f"95 % CI of the drop [{_pts(interval[0])}, {_pts(interval[1])}]")
     if failing:
         c.reason = "significant drop beyond budget in class(es) " + ", ".join(
-            f"{f['label']} ({f['drop_pts']:.1f} pts, CI {f['interval_pts'][0]:.1f}–{f['interval_pts'][1]:.1f})" for f in failing)
+            f"{f['label']} ({_pts(f['drop_pts'])} pts, 95 % CI [{_pts(f['interval_pts'][0])}, {_pts(f['interval_pts'][1])}])"
+            for f in failing)
     return c
 
 

@@ -133,14 +133,16 @@ def head_vs_tail(report: dict[str, Any]) -> list[tuple[str, bytes]]:
                 errs[0].append(v - 100 * d["ci_low"] if d.get("ci_low") is not None else 0)
                 errs[1].append(100 * d["ci_high"] - v if d.get("ci_high") is not None else 0)
             ax.bar(xs, ys, width=width * 0.9, color=ARTIFACT_COLORS[j % 10], label=a["name"], yerr=errs, capsize=3)
-            for x, y in zip(xs, ys):  # value at the bar's left edge, clear of the error bar
-                ax.text(x - width * 0.43, y / 2, f"{y:+.1f}", ha="left", va="center", fontsize=7,
-                        bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
+            for x, y, up in zip(xs, ys, errs[1]):  # value above the upper whisker
+                ax.annotate(f"{y:+.1f}".replace("-0.0", "0.0").replace("+0.0", "0.0"), (x, y + up),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
         b = items[0][0]["budget"]
         for key, label, ls in (("max_top1_drop_pts", "overall budget", "--"), ("max_tail_top1_drop_pts", "tail budget", ":")):
             if b.get(key) is not None:
                 ax.axhline(-b[key], color="black", ls=ls, lw=1, label=f"{label} (−{b[key]:g} pts)")
         ax.axhline(0, color="black", lw=0.6)
+        lo_, hi_ = ax.get_ylim()
+        ax.set_ylim(lo_, hi_ + 0.12 * (hi_ - lo_))  # room for the value labels
         tail = items[0][1].get("tail_classes") or []
         ax.set_xticks(range(3), [f"overall", "head classes", f"tail classes ({len(tail)})"])
         ax.set_ylabel("Δ top-1 vs FP32 (points; negative = worse)")
