@@ -152,6 +152,11 @@ def test_sigkill_mid_publish_leaves_no_half_release(setup, stage):
     # the crash does not block a later publish of that version
     rel = P.publish(art, tmp / "reg", results=results, version="1.0.0")
     assert P.check_release(rel.path)["version"] == "1.0.0"
+    # the crashed staging dir is swept once it is old (a day), never while it may be in use
+    assert staged.exists()
+    old = staged.stat().st_mtime - P.STALE_STAGING_S - 60
+    os.utime(staged, (old, old))
+    assert P.sweep_stale_staging(tmp / "reg") == [staged] and not staged.exists()
 
 
 def test_cli_exit_codes(setup):

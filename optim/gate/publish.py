@@ -42,6 +42,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 # Test hook: when this environment variable names a stage ("staged", "before_rename"), publish
 # prints "OPTIM_PUBLISH_PAUSED <stage> <dir>" and sleeps, so a test can SIGKILL it there.
 PAUSE_ENV = "OPTIM_TEST_PUBLISH_PAUSE"
+STALE_STAGING_S = 24 * 3600  # staging dirs older than this are left-overs of crashed publishes
 
 
 @dataclass
@@ -155,6 +156,7 @@ def publish(
 
     incoming = reg / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
+    sweep_stale_staging(reg)
     stage = incoming / f"{name}--{version}--{uuid.uuid4().hex[:8]}"
     stage.mkdir()
     try:
@@ -227,6 +229,18 @@ def publish(
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return Release(name, version, final, manifest)
+
+
+def sweep_stale_staging(registry: str | Path, max_age_s: float = STALE_STAGING_S) -> list[Path]:
+    """Delete staging directories of crashed publishes (older than ``max_age_s``); returns them.
+    They were never visible as releases, so removing them loses nothing."""
+    incoming = registry_path(registry) / INCOMING
+    now, removed = time.time(), []
+    for d in incoming.iterdir() if incoming.is_dir() else []:
+        if d.is_dir() and now - d.stat().st_mtime > max_age_s:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 def check_release(path: str | Path) -> dict[str, Any]:
