@@ -19,7 +19,6 @@ so readers see a whole release or none; an existing version is never overwritten
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import re

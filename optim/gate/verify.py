@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
-from optim.errors import InputError, OptimError, ToolError
+from optim.errors import InputError, OptimError
 from optim.files import sha256_file
 from optim.gate import checks as C
 from optim.gate.policy import Policy, ResolvedBudget, find_policy
