@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from optim.cli.main import cli
+from optim.errors import InputError
 from test_gate_publish import make_artifact
 
 
@@ -42,3 +44,25 @@ def test_publish_without_results_exits_2(tmp_path):
     r = CliRunner().invoke(cli, ["publish", str(art), "--registry", str(tmp_path / "reg"),
                                  "--results", str(tmp_path / "nope.json")])
     assert r.exit_code == 2 and "optim verify" in r.output
+
+
+def test_reference_defaults_to_the_artifacts_source_checkpoint(tmp_path):
+    from gate_inputs import bench_result, eval_report
+    from optim.gate.policy import Policy
+    from optim.gate.verify import verify
+
+    art = make_artifact(tmp_path)  # artifact.json source.checkpoint = tmp_path/model.pt
+    (tmp_path / "golden").mkdir()
+    seen = []
+
+    def evaluate_fn(target, golden, reference, **kw):
+        seen.append(reference)
+        return eval_report()
+
+    pol = Policy.from_dict({"defaults": {"max_top1_drop_pts": 1}})
+    with pytest.raises(InputError, match="no FP32 reference"):  # recorded checkpoint not on disk
+        verify([art], tmp_path / "golden", policy=pol, evaluate_fn=evaluate_fn, bench_fn=lambda *a, **k: bench_result())
+    (tmp_path / "model.pt").write_bytes(b"fp32")
+    res = verify([art], tmp_path / "golden", policy=pol, evaluate_fn=evaluate_fn, bench_fn=lambda *a, **k: bench_result())
+    assert seen == [str((tmp_path / "model.pt").resolve())]
+    assert res.report["reference"]["path"] == str((tmp_path / "model.pt").resolve())
