@@ -312,3 +312,17 @@ def test_onnx_artifacts_evaluated_against_the_fp32_checkpoint(resnet18_ckpt, dig
     assert len(delta["per_class"]) == 10 and 0.0 <= delta["agreement"] <= 1.0
     assert delta["top1"]["ci_low"] <= delta["top1"]["value"] <= delta["top1"]["ci_high"]
     assert not np.allclose(int8.logits["class"], int8.ref_logits["class"], atol=1e-6)  # really the quantized graph
+
+
+def test_explicit_tail_classes_override_training_counts(two_head):
+    d = optim.evaluate(two_head["model"], two_head["golden"], tail_classes={"": ["g"]}, cache_dir=two_head["cache"]).to_dict()
+    cat = d["heads"]["category"]
+    # tail = g: samples s2 (wrong), s3 (right) → 0.5; head = s1, s4, s5 → 2/3
+    assert cat["tail_classes"] == ["g"] and cat["tail_source"] == "explicit"
+    assert cat["metrics"]["tail_top1"] == 0.5 and cat["metrics"]["head_top1"] == pytest.approx(2 / 3)
+    with pytest.raises(InputError, match="has no head 'nope'"):
+        optim.evaluate(two_head["model"], two_head["golden"], tail_classes={"nope": ["g"]}, cache_dir=two_head["cache"])
+    r = CliRunner().invoke(cli, ["eval", str(two_head["model"]), "--golden", str(two_head["golden"]), "--tail-class", "category=g",
+                                 "--cache-dir", str(two_head["cache"]), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["heads"]["category"]["tail_classes"] == ["g"]
