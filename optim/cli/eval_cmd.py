@@ -64,12 +64,26 @@ def command(target: str, golden: str, reference: str | None, tail_max_count: int
     --reference, deltas (target − reference, in percentage points) with 95 % paired bootstrap
     intervals, top-1 agreement, exact McNemar p and the classes whose drop is significant."""
     from optim.golden_sets.evaluate import evaluate
+    from optim.cli.output import progress
     from optim.golden_sets.report import _interval, _num, _pct, summary_rows
 
     s = state()
-    report = evaluate(target, golden, reference, tail_max_count=tail_max_count, thresholds=parse_thresholds(thresholds),
-                      tail_classes=parse_tail_classes(tail_classes),
-                      batch_size=batch_size, threads=threads, cache_dir=False if no_cache else cache_dir, load_kwargs=load_kwargs)
+    bars: dict = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = progress(total=total, desc=stage)
+        bar = bars[stage]
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = evaluate(target, golden, reference, tail_max_count=tail_max_count, thresholds=parse_thresholds(thresholds),
+                          tail_classes=parse_tail_classes(tail_classes), progress=on_progress,
+                          batch_size=batch_size, threads=threads, cache_dir=False if no_cache else cache_dir, load_kwargs=load_kwargs)
+    finally:
+        for bar in bars.values():
+            bar.close()
     if out_dir:
         paths = report.write(out_dir)
         s.info("written: " + ", ".join(str(p) for p in paths.values()))
