@@ -232,3 +232,10 @@ def test_cli_build_rehashes_an_existing_manifest_and_takes_explicit_tails(tmp_pa
     assert summarize(gs)["heads"]["category"]["tail_classes"] == ["shoe"]
     r = CliRunner().invoke(cli, ["golden", "build", str(tmp_path / "nowhere")])
     assert r.exit_code == 2
+
+
+def test_deleting_train_counts_is_named_by_verify(folder):
+    build_from_image_folder(folder, train_counts={"cat": 500, "dog": 120, "eel": 4})
+    (folder / "train_counts.json").unlink()
+    v = GoldenSet.load(folder).verify()
+    assert not v.ok and v.missing == ("train_counts.json",)
