@@ -8,6 +8,7 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.quantize` — PTQ + export to ONNX / TFLite / ExecuTorch, checked on host runtimes;
 * :class:`optim.Artifact` — an exported artifact directory and its metadata.
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
+* :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _API = {
     "EvalReport": "optim.golden_sets.report",
     "GoldenSet": "optim.golden_sets.golden_set",
     "build_golden_set_from_images": "optim.golden_sets.build",
+    "bench": "optim.device_bench.api",
+    "BenchResult": "optim.device_bench.result",
 }
 
 __all__ = sorted(_API)
