@@ -95,7 +95,12 @@ def test_two_head_model_every_figure_hand_computed(two_head):
     assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
     # tail = b (10 < 50 training images): s4 right → 1.0; head samples s1, s2, s3, s5 → 0.5
     assert cat["tail_classes"] == ["b"] and m["tail_top1"] == 1.0 and m["head_top1"] == 0.5
-    assert 0 < m["ece"] < 1
+    # ECE, 15 bins: s1–s4 have confidence p1 = e^10/(e^10 + 2) (bin 15), 3 of 4 right; s5 has
+    # logits (10·200/255, 0, 10) → confidence p5 = 1/(1 + e^(10·200/255 − 10) + e^-10) (bin 14), wrong
+    p1 = np.exp(10) / (np.exp(10) + 2)
+    p5 = 1 / (1 + np.exp(10 * 200 / 255 - 10) + np.exp(-10))
+    assert 14 / 15 < p1 and 13 / 15 < p5 <= 14 / 15
+    assert m["ece"] == pytest.approx(4 / 5 * abs(3 / 4 - p1) + 1 / 5 * p5, abs=1e-6)
     rows = {r["label"]: r for r in cat["per_class"]}
     assert (rows["r"]["precision"], rows["r"]["recall"], rows["r"]["support"]) == (0.5, 0.5, 2)
     assert (rows["g"]["precision"], rows["g"]["recall"]) == (1.0, 0.5) and rows["b"]["recall"] == 1.0
