@@ -23,6 +23,12 @@ _API = {
     "LoadedModel": "optim.checkpoint",
     "ModelCard": "optim.model_card",
     "open_runtime": "optim.runtimes",
+    "prune": "optim.optimize.pruning",
+    "save_pruned": "optim.optimize.pruning",
+    "finetune": "optim.optimize.finetune",
+    "FinetuneConfig": "optim.optimize.finetune",
+    "DistillConfig": "optim.optimize.distillation",
+    "distillation_loss": "optim.optimize.distillation",
 }
 
 __all__ = sorted(_API)
