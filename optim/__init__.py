@@ -4,7 +4,9 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 
 * :func:`optim.load_checkpoint` — checkpoint + model card → eval-mode ``nn.Module``;
 * :class:`optim.ModelCard` — the typed model card;
-* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host.
+* :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
+* :func:`optim.quantize` — PTQ + export to ONNX / TFLite / ExecuTorch, checked on host runtimes;
+* :class:`optim.Artifact` — an exported artifact directory and its metadata.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ _API = {
     "LoadedModel": "optim.checkpoint",
     "ModelCard": "optim.model_card",
     "open_runtime": "optim.runtimes",
+    "quantize": "optim.optimize.ptq",
+    "QuantizeResult": "optim.optimize.ptq",
+    "Artifact": "optim.runtimes.artifact",
     "prune": "optim.optimize.pruning",
     "save_pruned": "optim.optimize.pruning",
     "finetune": "optim.optimize.finetune",

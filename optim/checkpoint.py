@@ -240,7 +240,8 @@ def _load_model_object(path: Path, arch: str | None, trust_pickle: bool) -> tupl
     return model, "pruned_state_dict" if pruned else "state_dict"
 
 
-def _set_eval(model) -> Any:
+def set_eval_mode(model) -> Any:
+    """Put ``model`` in eval mode, including torch.export graph modules (which refuse ``.eval()``)."""
     try:
         model.eval()
     except (NotImplementedError, RuntimeError):
@@ -309,7 +310,7 @@ def load_checkpoint(
         merged = {**card.architecture_kwargs, **kw}
         arch = f"{module}:{factory}(" + ", ".join(f"{k}={v!r}" for k, v in merged.items()) + ")"
     model, source_format = _load_model_object(path, arch, trust_pickle)
-    model = _set_eval(model)
+    model = set_eval_mode(model)
     if card is None:
         card = infer_card(model, input_shape or (1, 3, 224, 224), architecture=arch)
     return LoadedModel(model=model, card=card, path=path, sha256=sha256_file(path), source_format=source_format, card_path=card_path)

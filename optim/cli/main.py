@@ -52,9 +52,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     # One line per command module; each module defines one click command or group.
-    from optim.cli import demo_cmd, inspect_cmd, prune_cmd
+    from optim.cli import demo_cmd, inspect_cmd, prune_cmd, quantize_cmd
 
-    for module in (inspect_cmd, demo_cmd, prune_cmd):
+    for module in (inspect_cmd, demo_cmd, quantize_cmd, prune_cmd):
         cli.add_command(module.command)
 
 

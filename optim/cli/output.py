@@ -55,7 +55,7 @@ def print_json(data: Any) -> None:
 
 def make_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
     """A rich table with the given columns; cells are str()-ed, floats to 4 significant digits."""
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title, show_lines=False, show_header=any(columns))
     for c in columns:
         table.add_column(c)
     for r in rows:

@@ -58,9 +58,12 @@ class TorchRuntime(Runtime):
 
     format = "torch"
 
-    def __init__(self, model, card: ModelCard, threads: int | None = None):
+    def __init__(self, model, card: ModelCard, threads: int | None = None, max_batch: int | None = None):
         super().__init__(card, threads)
-        self.model = model.eval()
+        from optim.checkpoint import set_eval_mode
+
+        self.model = set_eval_mode(model)
+        self.max_batch = max_batch
 
     def _predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         import torch

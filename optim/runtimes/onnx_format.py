@@ -1,0 +1,169 @@
+"""ONNX: export with ``torch.onnx.export`` (dynamo), INT8 as QDQ through NNCF's ONNX backend,
+and the ONNX Runtime (CPU execution provider) host runtime.
+
+Schemes:
+
+* ``fp32`` — ``torch.onnx.export(dynamo=True)``, dynamic batch dimension; large weights go
+  to an external-data file ``model.onnx.data`` next to ``model.onnx`` (both are artifact files);
+* ``fp16`` — the FP32 graph converted by ``onnxruntime.transformers.float16`` with float32
+  inputs/outputs kept (``keep_io_types``), so callers still feed float32;
+* ``int8`` — static PTQ, ``nncf.quantize`` on the ONNX model: QuantizeLinear/DequantizeLinear
+  (QDQ) pairs, per-channel symmetric INT8 weights, per-tensor activations calibrated on the
+  calibration batch (NNCF defaults, preset PERFORMANCE, fast bias correction);
+* ``int8-dynamic`` — ``onnxruntime.quantization.quantize_dynamic``: per-channel INT8 weights,
+  activations quantized at run time (DynamicQuantizeLinear + ConvInteger/MatMulInteger).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optim.errors import InputError
+from optim.model_card import ModelCard
+from optim.runtimes.artifact import Artifact
+from optim.runtimes.base import Runtime
+from optim.runtimes.registry import ExportOutput
+
+FORMAT = "onnx"
+SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
+LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "nncf")
+MODEL_FILE = "model.onnx"
+OPSET = 18
+
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16"}
+
+
+def _export_fp32(model, card: ModelCard, path: Path) -> dict[str, Any]:
+    """torch.onnx.export (dynamo) to ``path`` with a dynamic batch dimension; weights may be
+    written to ``<path>.data``. Falls back to a static batch if the dynamic export fails."""
+    import torch
+
+    sample = torch.zeros(card.input.shape, dtype=torch.float32)
+    names = dict(input_names=[card.input.name], output_names=[h.name for h in card.heads])
+    try:
+        torch.onnx.export(model, (sample,), str(path), dynamo=True, opset_version=OPSET, optimize=True,
+                          dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},), verbose=False, **names)
+        dynamic = True
+    except Exception:
+        for p in path.parent.iterdir():
+            p.unlink()
+        torch.onnx.export(model, (sample,), str(path), dynamo=True, opset_version=OPSET, optimize=True, verbose=False, **names)
+        dynamic = False
+    return {"exporter": "torch.onnx.export(dynamo=True, optimize=True)", "opset": OPSET, "dynamic_batch": dynamic}
+
+
+def _tensor_specs(model_path: Path, card: ModelCard) -> tuple[list[dict], list[dict]]:
+    import onnx
+
+    m = onnx.load(str(model_path), load_external_data=False)
+
+    def spec(v, head: str | None = None) -> dict[str, Any]:
+        tt = v.type.tensor_type
+        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in tt.shape.dim]
+        s = {"name": v.name, "shape": shape, "dtype": _ONNX_DTYPES.get(tt.elem_type, str(tt.elem_type)), "quantization": None}
+        if head is not None:
+            s["head"] = head
+        else:
+            s["layout"] = "NCHW"
+        return s
+
+    heads = {h.name for h in card.heads}
+    return [spec(v) for v in m.graph.input], [spec(v, v.name if v.name in heads else None) for v in m.graph.output]
+
+
+def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path) -> ExportOutput:
+    """Export ``model`` (FP32 eval ``nn.Module``) as ONNX under ``scheme`` into ``out_dir``.
+
+    ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
+    Raises :class:`InputError` for an unknown scheme or missing calibration; library errors
+    propagate (the caller wraps them in :class:`optim.runtimes.registry.ExportFailed`).
+    """
+    import onnx
+
+    if scheme not in SCHEMES:
+        raise InputError(f"onnx: unknown scheme {scheme!r}; supported: {', '.join(SCHEMES)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / MODEL_FILE
+    with tempfile.TemporaryDirectory(prefix="optim-onnx-") as tmp:
+        fp32_path = Path(tmp) / MODEL_FILE
+        recipe = _export_fp32(model, card, fp32_path)
+        if scheme == "fp32":
+            for p in Path(tmp).iterdir():  # model.onnx and its external data, if any
+                shutil.move(str(p), out_dir / p.name)
+        elif scheme == "fp16":
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            m16 = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+            onnx.save(m16, str(target))
+            recipe["quantization"] = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)"
+        elif scheme == "int8":
+            if calib is None or len(calib) == 0:
+                raise InputError("onnx int8: static INT8 needs calibration images (--calib DIR)")
+            import nncf
+
+            batch = [calib[i : i + 1] for i in range(len(calib))]
+            dataset = nncf.Dataset(batch, lambda x: {card.input.name: x})
+            q = nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(batch))
+            onnx.save(q, str(target))
+            recipe["quantization"] = {
+                "library": "nncf.quantize (ONNX backend)", "format": "QDQ", "weights": "int8 per-channel symmetric",
+                "activations": "int8 per-tensor (preset PERFORMANCE)", "subset_size": len(batch),
+                "fast_bias_correction": True,
+            }
+        else:  # int8-dynamic
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32_path), str(target), per_channel=True, weight_type=QuantType.QInt8)
+            recipe["quantization"] = {
+                "library": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 per-channel",
+                "activations": "uint8 per-tensor, computed at run time",
+            }
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name != "artifact.json")
+    inputs, outputs = _tensor_specs(target, card)
+    return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe=recipe)
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime, CPU execution provider. ``threads`` sets intra-op threads (inter-op 1)."""
+
+    format = FORMAT
+
+    def __init__(self, artifact: Artifact, threads: int | None = None):
+        import onnxruntime as ort
+
+        super().__init__(artifact.card, threads)
+        self.artifact = artifact
+        opts = ort.SessionOptions()
+        opts.inter_op_num_threads = 1
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        model_path = artifact.path(MODEL_FILE)
+        if not model_path.is_file():
+            raise InputError(f"onnx artifact {artifact.dir} has no {MODEL_FILE}")
+        self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        names = [o.name for o in self.session.get_outputs()]
+        heads = [h.name for h in self.card.heads]
+        # outputs are named after the heads at export; fall back to card order
+        self.output_names = heads if all(h in names for h in heads) else names[: len(heads)]
+
+    def _predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(batch)
+        if self.max_batch and n < self.max_batch:  # fixed-batch graph: pad, then drop the padding
+            batch = np.concatenate([batch, np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)])
+        outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch)})
+        return {h.name: np.asarray(o[:n], dtype=np.float32) for h, o in zip(self.card.heads, outs)}
+
+
+def open_artifact(artifact: Artifact, threads: int | None = None) -> OnnxRuntime:
+    """Open an ONNX artifact on ONNX Runtime (CPU)."""
+    return OnnxRuntime(artifact, threads)

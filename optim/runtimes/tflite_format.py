@@ -1,0 +1,215 @@
+"""TFLite / LiteRT: export with litert-torch (no TensorFlow needed) and run on the ai-edge-litert
+interpreter.
+
+Schemes:
+
+* ``fp32`` — ``litert_torch.convert(model, sample)``;
+* ``int8`` — static PTQ via PT2E: ``torch.export`` → ``prepare_pt2e`` with litert-torch's
+  ``PT2EQuantizer`` (``get_symmetric_quantization_config(is_per_channel=True)``: per-channel
+  symmetric INT8 weights, per-tensor INT8 activations, histogram observers) → calibration
+  forward passes → ``convert_pt2e`` → ``litert_torch.convert(quant_config=QuantConfig(...))``.
+  The model's input and output tensors are INT8 too: the runtime quantizes inputs with the
+  input tensor's scale and zero point and dequantizes outputs with the output tensor's;
+* ``int8-dynamic`` — the same PT2E path with ``is_dynamic=True`` (INT8 weights, activations
+  quantized at run time; float32 input/output);
+* ``fp16`` — the FP32 flatbuffer with weights cast to float16 by ai-edge-quantizer
+  (``FLOAT_CASTING``, compute in float; float32 input/output).
+
+The graph has the card's fixed batch size (usually 1); :class:`LiteRtRuntime` feeds larger
+batches in chunks. Inputs are NCHW as exported by litert-torch; an NHWC input tensor
+(H×W×3 last) is handled by transposing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optim.errors import InputError
+from optim.model_card import ModelCard
+from optim.runtimes.artifact import Artifact
+from optim.runtimes.base import Runtime
+from optim.runtimes.registry import ExportOutput
+
+FORMAT = "tflite"
+SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
+LIBRARIES = ("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert", "ai-edge-quantizer")
+MODEL_FILE = "model.tflite"
+
+
+def _pt2e_quantize(model, card: ModelCard, calib: np.ndarray | None, dynamic: bool):
+    import torch
+    from litert_torch.quantize import pt2e_quantizer as pq
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    sample = (torch.zeros(card.input.shape),)
+    quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    graph = torch.export.export(model, sample).module()
+    graph = prepare_pt2e(graph, quantizer)
+    n = card.input.shape[0]
+    with torch.no_grad():
+        if calib is not None:
+            for i in range(0, len(calib) - n + 1, n):  # the exported graph has the card's batch size
+                graph(torch.from_numpy(np.ascontiguousarray(calib[i : i + n])))
+        else:  # dynamic: weights only need one pass so per-channel observers see their shapes
+            graph(*sample)
+    graph = convert_pt2e(graph, fold_quantize=False)
+    move_exported_model_to_eval(graph)
+    return graph, quantizer
+
+
+def _fp16_weights(fp32_path: Path, target: Path) -> None:
+    from ai_edge_quantizer import qtyping, quantizer
+
+    qt = quantizer.Quantizer(str(fp32_path))
+    for op in (qtyping.TFLOperationName.CONV_2D, qtyping.TFLOperationName.DEPTHWISE_CONV_2D,
+               qtyping.TFLOperationName.FULLY_CONNECTED):
+        qt.update_quantization_recipe(
+            regex=".*", operation_name=op, algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING,
+            op_config=qtyping.OpQuantizationConfig(
+                weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+                compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True),
+        )
+    result = qt.quantize(enable_progress_report=False)
+    target.write_bytes(bytes(result.quantized_model))
+
+
+def _tensor_spec(d: dict[str, Any], head: str | None = None) -> dict[str, Any]:
+    scale, zp = d["quantization"]
+    s = {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+         "quantization": {"scale": float(scale), "zero_point": int(zp)} if scale else None}
+    if head is None:
+        s["layout"] = "NHWC" if _is_nhwc(d["shape"]) else "NCHW"
+    else:
+        s["head"] = head
+    return s
+
+
+def _is_nhwc(shape) -> bool:
+    return len(shape) == 4 and shape[-1] == 3 and shape[1] != 3
+
+
+def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path) -> ExportOutput:
+    """Export ``model`` (FP32 eval ``nn.Module``) to ``out_dir/model.tflite`` under ``scheme``.
+
+    ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
+    """
+    import litert_torch
+    import torch
+
+    if scheme not in SCHEMES:
+        raise InputError(f"tflite: unknown scheme {scheme!r}; supported: {', '.join(SCHEMES)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / MODEL_FILE
+    sample = (torch.zeros(card.input.shape),)
+    recipe: dict[str, Any] = {"exporter": "litert_torch.convert", "batch": card.input.shape[0]}
+    if scheme in ("fp32", "fp16"):
+        edge = litert_torch.convert(model, sample)
+        if scheme == "fp32":
+            edge.export(str(target))
+        else:
+            fp32_path = out_dir / ".fp32.tflite"
+            edge.export(str(fp32_path))
+            try:
+                _fp16_weights(fp32_path, target)
+            finally:
+                fp32_path.unlink(missing_ok=True)
+            recipe["quantization"] = {"library": "ai_edge_quantizer FLOAT_CASTING", "weights": "float16 (conv, depthwise conv, fully connected)",
+                                      "compute": "float32"}
+    else:
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        dynamic = scheme == "int8-dynamic"
+        if not dynamic and (calib is None or len(calib) == 0):
+            raise InputError("tflite int8: static INT8 needs calibration images (--calib DIR)")
+        graph, quantizer = _pt2e_quantize(model, card, None if dynamic else calib, dynamic)
+        litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(target))
+        recipe["quantization"] = {
+            "library": "torchao PT2E + litert_torch PT2EQuantizer", "weights": "int8 per-channel symmetric",
+            "activations": "int8 per-tensor, computed at run time" if dynamic else "int8 per-tensor (histogram observer)",
+            "calibration_images": None if dynamic else len(calib),
+        }
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(target))
+    outs = _ordered_outputs(it)
+    heads = [h.name for h in card.heads]
+    return ExportOutput(
+        files=[MODEL_FILE],
+        inputs=[_tensor_spec(d) for d in it.get_input_details()],
+        outputs=[_tensor_spec(d, heads[i] if i < len(heads) else None) for i, d in enumerate(outs)],
+        recipe=recipe,
+    )
+
+
+def _ordered_outputs(it) -> list[dict[str, Any]]:
+    """Output tensor details in the model's output order (signature ``output_0, output_1, …``)."""
+    sigs = it.get_signature_list()
+    if sigs:
+        runner = it.get_signature_runner(next(iter(sigs)))
+        details = runner.get_output_details()
+        key = lambda n: int(m.group(1)) if (m := re.search(r"(\d+)$", n)) else 0  # noqa: E731
+        return [details[n] for n in sorted(details, key=key)]
+    return list(it.get_output_details())
+
+
+class LiteRtRuntime(Runtime):
+    """The ai-edge-litert interpreter (built-in CPU kernels + default XNNPACK delegate).
+
+    ``threads`` is passed as ``num_threads``. INT8 input tensors are fed
+    ``clip(round(x / scale) + zero_point)``; INT8 outputs are returned as
+    ``(q - zero_point) * scale`` (float32).
+    """
+
+    format = FORMAT
+
+    def __init__(self, artifact: Artifact, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        super().__init__(artifact.card, threads)
+        self.artifact = artifact
+        path = artifact.path(MODEL_FILE)
+        if not path.is_file():
+            raise InputError(f"tflite artifact {artifact.dir} has no {MODEL_FILE}")
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.outputs = _ordered_outputs(self.interpreter)[: len(self.card.heads)]
+        self.nhwc = _is_nhwc(self.input["shape"])
+        self.max_batch = int(self.input["shape"][0])
+
+    @staticmethod
+    def _quantize(x: np.ndarray, d: dict[str, Any]) -> np.ndarray:
+        if d["dtype"] in (np.int8, np.uint8):
+            scale, zp = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(d["dtype"])
+        return x.astype(d["dtype"], copy=False)
+
+    @staticmethod
+    def _dequantize(y: np.ndarray, d: dict[str, Any]) -> np.ndarray:
+        if d["dtype"] in (np.int8, np.uint8):
+            scale, zp = d["quantization"]
+            return (y.astype(np.float32) - zp) * np.float32(scale)
+        return y.astype(np.float32, copy=False)
+
+    def _predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(batch)
+        if n < self.max_batch:
+            batch = np.concatenate([batch, np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)])
+        if self.nhwc:
+            batch = batch.transpose(0, 2, 3, 1)
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(self._quantize(batch, self.input)))
+        self.interpreter.invoke()
+        return {h.name: self._dequantize(self.interpreter.get_tensor(d["index"]), d)[:n]
+                for h, d in zip(self.card.heads, self.outputs)}
+
+
+def open_artifact(artifact: Artifact, threads: int | None = None) -> LiteRtRuntime:
+    """Open a TFLite artifact on the ai-edge-litert interpreter."""
+    return LiteRtRuntime(artifact, threads)
