@@ -21,13 +21,21 @@ from the FP32 teacher, gradient health, resumable run per backend in ``OUT/qat-<
 from __future__ import annotations
 
 import contextlib
+import copy
+import shutil
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import numpy as np
 
 from optim.errors import InputError, ToolError
 from optim.model_card import ModelCard
+from optim.optimize.finetune import FinetuneConfig, TrainingDiverged, finetune
+from optim.optimize.ptq import STATUS_EXPORT_FAILED, STATUS_OK, FormatResult, QuantizeResult
 
 BACKEND_FORMATS = {"xnnpack": ("pte", "onnx"), "litert": ("tflite",)}
 FORMAT_BACKEND = {f: b for b, fs in BACKEND_FORMATS.items() for f in fs}
@@ -99,13 +107,16 @@ def prepare_qat(model, card: ModelCard, backend: str, batch_size: int):
     return prepared, quantizer
 
 
-def convert_qat(prepared):
-    """Eval mode + ``convert_pt2e``: fake-quant → quantize/dequantize ops with the learnt scales."""
+def convert_qat(prepared, fold_quantize: bool = True):
+    """Eval mode + ``convert_pt2e``: fake-quant → quantize/dequantize ops with the learnt scales.
+    (litert-torch wants unfolded weight quantization: ``fold_quantize=False``, as in PTQ.)"""
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     move_exported_model_to_eval(prepared)
-    return convert_pt2e(prepared)
+    converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    move_exported_model_to_eval(converted)
+    return converted
 
 
 # ---- lowering -----------------------------------------------------------------------------
@@ -157,36 +168,191 @@ def lower(fmt: str, converted, card: ModelCard, quantizer, out_dir: Path) -> dic
 
 # ---- the whole job ------------------------------------------------------------------------
 @dataclass
-class QatFormatResult:
-    """One format's outcome: ``status`` ``ok`` or ``failed`` (``error`` says why, naming the step)."""
+class QatResult(QuantizeResult):
+    """:class:`optim.optimize.ptq.QuantizeResult` plus the training runs (per backend)."""
 
-    format: str
-    scheme: str = "int8"
-    status: str = "ok"
-    dir: Path | None = None
-    size_mb: float | None = None
-    check: dict[str, Any] | None = None
-    error: str | None = None
-    seconds: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "scheme": self.scheme, "status": self.status, "dir": str(self.dir) if self.dir else None,
-                "size_mb": self.size_mb, "check": self.check, "error": self.error, "seconds": self.seconds}
-
-
-@dataclass
-class QatResult:
-    out_dir: Path
-    results: list[QatFormatResult]
     training: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def exit_code(self) -> int:
-        return 0 if all(r.ok for r in self.results) else 3
-
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "qat", "out_dir": str(self.out_dir), "results": [r.to_dict() for r in self.results], "training": self.training}
+        return {**super().to_dict(), "method": "qat", "training": self.training}
+
+
+def _artifact_specs(fmt: str, target: Path, card: ModelCard) -> tuple[list[dict], list[dict]]:
+    """Input/output tensor specs for ``artifact.json``, read back from the written file."""
+    if fmt == "onnx":
+        from optim.runtimes.onnx_format import _tensor_specs
+
+        return _tensor_specs(target, card)
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from optim.runtimes.tflite_format import _ordered_outputs, _tensor_spec
+
+        it = Interpreter(model_path=str(target))
+        heads = [h.name for h in card.heads]
+        return ([_tensor_spec(d) for d in it.get_input_details()],
+                [_tensor_spec(d, heads[i] if i < len(heads) else None) for i, d in enumerate(_ordered_outputs(it))])
+    # pte: the XNNPACK program takes and returns float32 (quantize/dequantize run inside)
+    inputs = [{"name": card.input.name, "shape": list(card.input.shape), "dtype": "float32", "layout": "NCHW", "quantization": None}]
+    outputs = [{"name": h.name, "shape": [card.input.shape[0], h.num_classes], "dtype": "float32", "head": h.name, "quantization": None}
+               for h in card.heads]
+    return inputs, outputs
+
+
+FORMAT_LIBRARIES = {
+    "pte": ("torch", "torchao", "executorch"),
+    "onnx": ("torch", "torchao", "executorch", "onnx", "onnxscript", "onnxruntime"),
+    "tflite": ("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert"),
+}
+
+
+def _export_artifact(fmt: str, converted, quantizer, card: ModelCard, out_dir: Path, *, source: dict[str, Any],
+                     training: dict[str, Any], check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray],
+                     threads: int | None) -> FormatResult:
+    """Lower one format into a staging dir, write ``artifact.json`` (issue-3 writer), check it on
+    its host runtime against the FP32 teacher, then move it to ``out_dir/<format>-int8``."""
+    from optim.optimize.export_checks import compare_outputs, summarize_check
+    from optim.runtimes.artifact import Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
+    from optim.runtimes.registry import ExportFailed, get_format
+
+    scheme = "int8"
+    final = out_dir / artifact_dir_name(fmt, scheme)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
+    t0 = time.perf_counter()
+    try:
+        try:
+            recipe = lower(fmt, converted, card, quantizer, staging)
+            files = sorted(p.name for p in staging.iterdir() if p.is_file())
+            inputs, outputs = _artifact_specs(fmt, staging / recipe["file"], card)
+        except InputError:
+            raise
+        except Exception as e:
+            raise ExportFailed(fmt, scheme, e) from e
+        seconds = time.perf_counter() - t0
+        recipe = {**recipe, "method": "qat", "quantizer": FORMAT_BACKEND[fmt], "training": training,
+                  "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor (learnt in QAT)",
+                  "export_seconds": round(seconds, 3)}
+        artifact = write_metadata(staging, fmt=fmt, scheme=scheme, files=files, card=card, inputs=inputs, outputs=outputs,
+                                  source=source, calibration=None, recipe=recipe,
+                                  versions={"optim": library_versions("optim")["optim"], **library_versions(*FORMAT_LIBRARIES[fmt])})
+        try:
+            module = get_format(fmt)
+        except ToolError as e:  # the host runtime of this format is not built yet: say so
+            check = {"reference": "torch eager FP32", "passed": None, "skipped": f"no host runtime for {fmt}: {e}"}
+        else:
+            try:
+                runtime = module.open_artifact(artifact, threads)
+                candidate = runtime.predict(check_batch)
+                runtime.close()
+            except Exception as e:
+                raise ExportFailed(fmt, scheme, RuntimeError(f"the exported artifact does not run on its host runtime: {type(e).__name__}: {e}")) from e
+            check = summarize_check(compare_outputs(reference, candidate, card), scheme, len(check_batch), check_desc)
+        update_metadata(artifact, checks=check)
+        if final.exists():
+            shutil.rmtree(final)
+        staging.chmod(0o755)
+        staging.rename(final)
+    except ExportFailed as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, export_seconds=time.perf_counter() - t0, error=str(e), operator=e.operator)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return FormatResult(fmt, scheme, STATUS_OK, artifact_dir=final, size_bytes=Artifact.load(final).size_bytes,
+                        export_seconds=seconds, check=check)
+
+
+def quantize_qat(
+    checkpoint: str | Path,
+    *,
+    train: str | Path,
+    formats: str | Sequence[str] = ("onnx", "tflite", "pte"),
+    golden: str | Path | None = None,
+    config: FinetuneConfig | None = None,
+    out: str | Path = "artifacts-qat",
+    threads: int | None = None,
+    load_kwargs: dict[str, Any] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    on_result: Callable[[FormatResult], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
+) -> QatResult:
+    """QAT with distillation from the checkpoint (the FP32 teacher), then INT8 exports.
+
+    Args:
+        checkpoint: the FP32 checkpoint (a pruned checkpoint works: it is the teacher of its
+            own QAT run; for pruned+QAT from the unpruned teacher, fine-tune when pruning).
+        train: train split (golden-set format or an image-folder tree), never the gate's golden set.
+        formats: ``onnx``, ``tflite``, ``pte`` (sequence or comma-separated).
+        golden: the gate's golden set; training on it is refused.
+        config: fine-tuning settings (epochs, lr, α, T …); default ``FinetuneConfig(epochs=1, lr=1e-4)``.
+        out: artifacts go to ``<out>/<format>-int8/``; runs to ``<out>/qat-<backend>.run/``.
+
+    Returns:
+        :class:`QatResult`; ``exit_code`` 3 if any format failed (the others still complete).
+
+    Raises:
+        InputError: bad checkpoint, formats, training data, or training data = golden set.
+        TrainingDiverged: NaN/inf during QAT.
+    """
+    import torch
+
+    from optim.checkpoint import load_checkpoint
+    from optim.optimize.ptq import _as_list
+    from optim.optimize.train_data import TrainSet, check_not_golden
+    from optim.runtimes.base import TorchRuntime
+
+    info = on_info or (lambda m: None)
+    fmts = _as_list(formats, tuple(FORMAT_BACKEND), "format")
+    config = config or FinetuneConfig(epochs=1, lr=1e-4)
+    check_not_golden(train, golden)
+    loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
+    card, teacher = loaded.card, loaded.model
+    data = TrainSet.load(train, card)
+    n_check = min(len(data), 64)
+    idx = np.random.default_rng(config.seed).permutation(len(data))[:n_check]
+    check_batch = data.images(idx, card)
+    check_desc = f"{n_check} training images (seed {config.seed})"
+    reference = TorchRuntime(teacher, card, threads=threads).predict(check_batch)
+    source = {"checkpoint": str(loaded.path), "sha256": loaded.sha256, "source_format": loaded.source_format,
+              "card": str(loaded.card_path) if loaded.card_path else None}
+    out_dir = Path(out)
+    result = QatResult(checkpoint=loaded.path, out_dir=out_dir)
+    by_backend = {b: [f for f in fs if f in fmts] for b, fs in BACKEND_FORMATS.items()}
+    for backend, backend_fmts in by_backend.items():
+        if not backend_fmts:
+            continue
+        run_dir = out_dir / f"qat-{backend}.run"
+        info(f"QAT ({backend} quantizer) for {', '.join(backend_fmts)}: {len(data)} images, {config.epochs} epoch(s), run log {run_dir / 'run_log.jsonl'}")
+        t0 = time.perf_counter()
+        try:
+            prepared, quantizer = prepare_qat(copy.deepcopy(teacher), card, backend, config.batch_size)
+            ft = finetune(prepared, teacher, card, data, config, run_dir, resume=resume, progress=progress,
+                          on_warning=on_warning, desc=f"QAT {backend}")
+            converted = convert_qat(prepared, fold_quantize=backend == "xnnpack")
+        except (InputError, TrainingDiverged):
+            raise
+        except Exception as e:
+            from optim.runtimes.registry import ExportFailed
+
+            for fmt in backend_fmts:
+                err = ExportFailed(fmt, "int8", RuntimeError(f"QAT with the {backend} quantizer failed: {type(e).__name__}: {e}"))
+                r = FormatResult(fmt, "int8", STATUS_EXPORT_FAILED, error=str(err))
+                result.results.append(r)
+                if on_result:
+                    on_result(r)
+            continue
+        training = {"backend": backend, "steps": ft.steps, "final_loss": ft.final_loss, "seconds": round(time.perf_counter() - t0, 1),
+                    "run_log": str(ft.log_path), "config": config.to_dict(), "train_manifest": str(data.manifest),
+                    "n_train": len(data), "gradient_warnings": len(ft.warnings)}
+        result.training[backend] = training
+        for fmt in backend_fmts:
+            with torch.no_grad():
+                r = _export_artifact(fmt, converted, quantizer, card, out_dir, source=source, training=training,
+                                     check_batch=check_batch, check_desc=check_desc, reference=reference, threads=threads)
+            result.results.append(r)
+            if on_result:
+                on_result(r)
+    return result

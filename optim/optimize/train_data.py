@@ -13,6 +13,7 @@ directory, same ``golden.json`` content hash, or a byte-identical manifest).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from optim.model_card import ModelCard
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
 TAG_SEP = ":"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _POS = {"1", "1.0", "true", "True"}
 _NEG = {"0", "0.0", "false", "False"}
 
@@ -95,6 +97,8 @@ class TrainSet:
         root = Path(root)
         if not root.exists():
             raise InputError(f"training data {root} does not exist")
+        if root.is_dir() and not any((root / n).is_file() for n in MANIFEST_NAMES):
+            return cls._from_folders(root, card)
         manifest = _manifest_path(root)
         root = manifest.parent
         rows, columns = _read_rows(manifest)
@@ -148,6 +152,31 @@ class TrainSet:
                             raise InputError(f"{manifest}: row {i + 1} (id {ids[i]!r}) column {c!r}: {cell!r}; use 1, 0 or empty")
                 targets[head.name] = y
         return cls(root=root, manifest=manifest, ids=ids, paths=paths, targets=targets)
+
+    @classmethod
+    def _from_folders(cls, root: Path, card: ModelCard) -> "TrainSet":
+        """An image-folder tree ``root/<class name>/*.png|jpg|…`` for a single multiclass head
+        (what ``optim demo`` writes as ``train/``). ``manifest`` is the root directory."""
+        heads = card.heads
+        if len(heads) != 1 or heads[0].kind != "multiclass":
+            raise InputError(f"training data {root}: no manifest.csv; an image-folder tree only works for one multiclass head "
+                             f"(this card has {[h.name for h in heads]}): write a manifest with one column per head")
+        head = heads[0]
+        index = {lab: k for k, lab in enumerate(head.labels)}
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        unknown = [p.name for p in folders if p.name not in index]
+        if unknown:
+            raise InputError(f"training data {root}: folders {unknown[:8]} are not classes of head {head.name!r} ({list(head.labels)[:10]}…)")
+        ids, paths, labels = [], [], []
+        for folder in folders:
+            for f in sorted(folder.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    ids.append(str(f.relative_to(root)))
+                    paths.append(f)
+                    labels.append(index[folder.name])
+        if not ids:
+            raise InputError(f"training data {root}: no manifest.csv and no images in class folders")
+        return cls(root=root, manifest=root, ids=ids, paths=paths, targets={head.name: np.asarray(labels, dtype=np.int64)})
 
     def images(self, indices: np.ndarray | list[int], card: ModelCard) -> np.ndarray:
         """Float32 N×C×H×W batch for ``indices``, preprocessed as the card says (decoded once,
@@ -211,9 +240,19 @@ def check_not_golden(train_root: str | Path, golden_root: str | Path | None) -> 
         )
 
 
+def _listing_sha256(ts: TrainSet) -> str:
+    """sha256 of the manifest file, or for an image-folder tree of its sorted (id, label) listing."""
+    if ts.manifest.is_file():
+        return sha256_file(ts.manifest)
+    h = hashlib.sha256()
+    for i, sid in enumerate(ts.ids):
+        h.update(f"{sid}\t{[int(v[i]) for v in ts.targets.values()]}\n".encode())
+    return h.hexdigest()
+
+
 def describe(ts: TrainSet) -> dict[str, Any]:
     """Sample count and labelled counts per head (for run logs)."""
-    out: dict[str, Any] = {"n_samples": len(ts), "manifest": str(ts.manifest), "manifest_sha256": sha256_file(ts.manifest)}
+    out: dict[str, Any] = {"n_samples": len(ts), "manifest": str(ts.manifest), "manifest_sha256": _listing_sha256(ts)}
     for h, y in ts.targets.items():
         out[h] = int((y >= 0).sum()) if y.ndim == 1 else int((~np.isnan(y)).sum())
     return out
