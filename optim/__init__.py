@@ -7,6 +7,7 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
 * :func:`optim.quantize` — PTQ + export to ONNX / TFLite / ExecuTorch, checked on host runtimes;
 * :class:`optim.Artifact` — an exported artifact directory and its metadata.
+* :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ _API = {
     "quantize": "optim.optimize.ptq",
     "QuantizeResult": "optim.optimize.ptq",
     "Artifact": "optim.runtimes.artifact",
+    "evaluate": "optim.golden_sets.evaluate",
+    "EvalReport": "optim.golden_sets.report",
+    "GoldenSet": "optim.golden_sets.golden_set",
+    "build_golden_set_from_images": "optim.golden_sets.build",
     "prune": "optim.optimize.pruning",
     "save_pruned": "optim.optimize.pruning",
     "finetune": "optim.optimize.finetune",

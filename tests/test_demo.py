@@ -11,6 +11,7 @@ from optim.checkpoint import load_checkpoint
 from optim.demo.data import GOLDEN_PER_CLASS, TRAIN_COUNTS, long_tail_split
 from optim.demo.run import run_demo
 from optim.demo.train import TrainConfig
+from optim.golden_sets.golden_set import GoldenSet
 
 
 def test_long_tail_split_counts_and_disjoint():
@@ -30,10 +31,12 @@ def test_run_demo_writes_everything_and_reuses(tmp_path):
     first = run_demo(tmp_path, cfg=cfg, log=logs.append)
     assert not first.reused
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "demo.json", "golden", "model.pt", "model.pt.optim.toml", "train", "train_counts.json"]
-    assert len(list((tmp_path / "golden").rglob("*.png"))) == 10 * GOLDEN_PER_CLASS
-    assert len(list((tmp_path / "train").rglob("*.png"))) == sum(TRAIN_COUNTS)
-    assert json.loads((tmp_path / "train_counts.json").read_text())["9"] == TRAIN_COUNTS[9]
+        "demo.json", "golden", "model.pt", "model.pt.optim.toml", "train"]
+    golden = GoldenSet.load(tmp_path / "golden")
+    assert len(golden) == 10 * GOLDEN_PER_CLASS and golden.verify().ok
+    assert len(GoldenSet.load(tmp_path / "train")) == sum(TRAIN_COUNTS)
+    counts = json.loads((tmp_path / "golden" / "train_counts.json").read_text())
+    assert counts["digit"]["9"] == TRAIN_COUNTS[9]
     assert first.tail_classes == ["7", "8", "9"]
     assert 0.1 < first.top1 <= 1.0  # one epoch learns something; the full recipe is checked in test_demo_slow
     loaded = load_checkpoint(first.checkpoint)

@@ -10,7 +10,7 @@ from optim.cli.output import json_option, make_table, print_json, state
 @click.command("demo")
 @click.option("--workdir", type=click.Path(file_okay=False), default="optim-demo", show_default=True, help="Where checkpoint, card, golden set and results go.")
 @click.option("--retrain", is_flag=True, help="Train again even if WORKDIR holds a run with the same recipe.")
-@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 def command(workdir: str, retrain: bool, epochs: int, seed: int, as_json: bool) -> None:

@@ -50,12 +50,22 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj = CliState(verbosity=-1 if quiet else verbose)
 
 
-def _register() -> None:
-    # One line per command module; each module defines one click command or group.
-    from optim.cli import demo_cmd, inspect_cmd, prune_cmd, quantize_cmd
+#: command modules under optim.cli, one per line; each defines ``command`` (a click command or group)
+COMMAND_MODULES = (
+    "inspect_cmd",
+    "demo_cmd",
+    "quantize_cmd",
+    "golden_cmd",
+    "eval_cmd",
+    "prune_cmd",
+)
 
-    for module in (inspect_cmd, demo_cmd, quantize_cmd, prune_cmd):
-        cli.add_command(module.command)
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        cli.add_command(importlib.import_module(f"optim.cli.{name}").command)
 
 
 _register()

@@ -3,9 +3,10 @@
 Everything is written into one work directory:
 
 * ``model.pt`` — the trained state_dict; ``model.pt.optim.toml`` — its model card;
-* ``golden/`` — the balanced golden set (PNG images, one folder per class);
-* ``train/`` — the long-tailed training images (same layout), for fine-tuning and QAT;
-* ``train_counts.json`` — training images per class (defines head and tail classes);
+* ``golden/`` — the balanced golden set in optim's golden-set format (PNG images, one folder
+  per class, ``manifest.csv``, ``golden.json`` and ``train_counts.json``, which defines head
+  and tail classes);
+* ``train/`` — the long-tailed training images in the same format, for fine-tuning and QAT;
 * ``demo.json`` — the recipe and FP32 results, used to reuse a finished training run.
 """
 
@@ -75,18 +76,20 @@ def _recipe(seed: int, cfg: TrainConfig) -> dict:
     return {"architecture": ARCHITECTURE, "input_hw": INPUT_HW, "train_counts": list(TRAIN_COUNTS), "seed": seed, "train": asdict(cfg)}
 
 
-def _write_data(workdir: Path, split: DemoSplit) -> None:
-    for name in ("golden", "train"):
+def _write_data(workdir: Path, split: DemoSplit, head: str) -> None:
+    import shutil
+
+    from optim.golden_sets.build import build_from_image_folder
+
+    for name, images, labels in (("golden", split.golden_images, split.golden_labels),
+                                 ("train", split.train_images, split.train_labels)):
         if (workdir / name).exists():
-            import shutil
-
             shutil.rmtree(workdir / name)
-    write_image_folder(workdir / "golden", split.golden_images, split.golden_labels, prefix="golden")
-    write_image_folder(workdir / "train", split.train_images, split.train_labels, prefix="train")
-    atomic_write_json(workdir / "train_counts.json", split.train_counts())
+        write_image_folder(workdir / name, images, labels, prefix=name)
+        build_from_image_folder(workdir / name, head=head, name=f"mnist-longtail-{name}", train_counts=split.train_counts())
 
 
-def run_demo(workdir: str | Path = "optim-demo", *, seed: int = 0, cfg: TrainConfig = TrainConfig(epochs=12),
+def run_demo(workdir: str | Path = "optim-demo", *, seed: int = 0, cfg: TrainConfig = TrainConfig(),
              retrain: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Build the data, train resnet18 (or reuse a finished run with the same recipe), and
     evaluate FP32 top-1 on the golden set, overall and for head/tail classes.
@@ -106,7 +109,7 @@ def run_demo(workdir: str | Path = "optim-demo", *, seed: int = 0, cfg: TrainCon
     meta_path = workdir / "demo.json"
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     reusable = (not retrain and previous is not None and previous.get("recipe") == recipe and ckpt.is_file()
-                and card_path_for(ckpt).is_file() and (workdir / "golden").is_dir())
+                and card_path_for(ckpt).is_file() and (workdir / "golden" / "golden.json").is_file())
     split = long_tail_split(seed)
     card = demo_card()
     train_seconds = 0.0
@@ -117,7 +120,7 @@ def run_demo(workdir: str | Path = "optim-demo", *, seed: int = 0, cfg: TrainCon
     else:
         log(f"writing the long-tailed training split ({len(split.train_labels)} images, per class "
             f"{list(TRAIN_COUNTS)}) and the golden set ({len(split.golden_labels)} images) to {workdir}")
-        _write_data(workdir, split)
+        _write_data(workdir, split, card.heads[0].name)
         import torchvision
 
         torch.manual_seed(seed)
@@ -132,17 +135,16 @@ def run_demo(workdir: str | Path = "optim-demo", *, seed: int = 0, cfg: TrainCon
         torch.save(model.state_dict(), buf)
         atomic_write_bytes(ckpt, buf.getvalue())
         card.save(card_path_for(ckpt))
-    logits = TorchRuntime(model, card).predict(_preprocess(split.golden_images, card))["digit"]
-    correct = logits.argmax(1) == split.golden_labels
-    counts = split.train_counts()
-    tail = [c for c in CLASS_NAMES if counts[c] < TAIL_MAX_COUNT]
-    is_tail = np.isin(split.golden_labels, [CLASS_NAMES.index(c) for c in tail])
+    from optim.golden_sets.evaluate import evaluate
+
+    report = evaluate(TorchRuntime(model, card), workdir / "golden", tail_max_count=TAIL_MAX_COUNT, cache_dir=False)
+    head = report.heads[card.heads[0].name]
     result = DemoResult(
         workdir=workdir, checkpoint=ckpt, golden_dir=workdir / "golden", train_dir=workdir / "train",
         reused=reusable, train_seconds=round(train_seconds, 1),
-        top1=float(correct.mean()), head_top1=float(correct[~is_tail].mean()), tail_top1=float(correct[is_tail].mean()),
-        tail_classes=tail,
-        per_class_top1={c: float(correct[split.golden_labels == i].mean()) for i, c in enumerate(CLASS_NAMES)},
+        top1=head["metrics"]["top1"], head_top1=head["metrics"]["head_top1"], tail_top1=head["metrics"]["tail_top1"],
+        tail_classes=list(head["tail_classes"]),
+        per_class_top1={row["label"]: row["recall"] for row in head["per_class"]},
     )
     atomic_write_json(meta_path, {"recipe": recipe, "train_seconds": result.train_seconds, "fp32": result.to_dict()})
     return result

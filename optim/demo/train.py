@@ -17,7 +17,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 8
+    epochs: int = 16
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4

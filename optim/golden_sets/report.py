@@ -1,0 +1,178 @@
+"""The evaluation report: JSON (for machines and the gate), Markdown (for people), and
+per-sample predictions as Parquet (for audit).
+
+JSON schema (version 1) — the contract with the gate; fields may be added, never renamed::
+
+    {"schema_version": 1, "target": str, "reference": str|null,
+     "golden": {"path", "name", "version", "sha256", "verified": bool, ...},
+     "n_samples": int,
+     "heads": {HEAD: {"kind": "multiclass", "n_used", "metrics": {"top1", "top2", "top5", "macro_f1",
+                      "ece", "head_top1", "tail_top1"}, "tail_classes", "per_class": [...],
+                      "delta": null | {"top1"|"head_top1"|"tail_top1"|"macro_f1": {"value", "ci_low", "ci_high"},
+                                       "per_class": [...], "agreement", "mcnemar_p", "significant_drops"}},
+               HEAD2: {"kind": "multilabel", "n_used", "n_ignored", "metrics": {"macro_f1", ...},
+                       "per_tag": [...], "delta": null | {"macro_f1": {...}, "agreement"}}},
+     "warnings": [...], "settings": {...}, "timings_s": {...}}
+
+Values are fractions; deltas are target − reference; a metric that cannot be computed is null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optim.files import atomic_write_bytes, atomic_write_json
+from optim.golden_sets.metrics import TOP_K, sigmoid, softmax
+
+SCHEMA_VERSION = 1
+EVAL_JSON = "eval.json"
+EVAL_MD = "eval.md"
+PREDICTIONS_PARQUET = "predictions.parquet"
+
+
+@dataclass
+class EvalReport:
+    """Result of :func:`optim.evaluate`. ``to_dict()`` is the JSON contract; the arrays
+    (``ids``, ``logits``, …) back the per-sample Parquet file."""
+
+    target: str
+    reference: str | None
+    golden: dict[str, Any]
+    n_samples: int
+    heads: dict[str, dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    card: Any = None
+    logits: dict[str, np.ndarray] | None = None
+    ref_logits: dict[str, np.ndarray] | None = None
+    labels: dict[str, np.ndarray | None] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "target": self.target, "reference": self.reference, "golden": self.golden,
+                "n_samples": self.n_samples, "heads": self.heads, "warnings": list(self.warnings), "settings": self.settings,
+                "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()}}
+
+    # ---- Markdown -----------------------------------------------------------------------
+    def to_markdown(self) -> str:
+        """A Markdown summary: per head a metric table (target, reference, delta [95 % CI] in
+        percentage points) and a per-class table."""
+        g = self.golden
+        lines = [f"# Evaluation of `{self.target}`", "",
+                 f"- golden set: **{g['name']}** v{g['version']} ({self.n_samples} samples), sha256 `{g['sha256'][:16]}…`, "
+                 f"{'verified' if g['verified'] else '**NOT verified**'}",
+                 f"- reference: `{self.reference}`" if self.reference else "- reference: none (no deltas)",
+                 f"- intervals: 95 % {self.settings.get('bootstrap', {}).get('method', 'paired bootstrap')}, "
+                 f"{self.settings.get('bootstrap', {}).get('resamples')} resamples", ""]
+        for name, h in self.heads.items():
+            lines += [f"## Head `{name}` ({h['kind']}, {h['n_used']} samples used)", ""]
+            lines += ["| metric | target | reference | delta (pp) [95 % CI] |", "|---|---|---|---|"]
+            lines += [f"| {m} | {t} | {r} | {d} |" for m, t, r, d in summary_rows(h)]
+            lines.append("")
+            if h.get("delta") and h["kind"] == "multiclass":
+                d = h["delta"]
+                lines += [f"Top-1 agreement with the reference: {_pct(d['agreement'])}; exact McNemar p = {_num(d['mcnemar_p'])}; "
+                          f"significant per-class drops: {', '.join(d['significant_drops']) or 'none'}.", ""]
+            if h["kind"] == "multiclass" and h["per_class"]:
+                deltas = {r["label"]: r for r in (h.get("delta") or {}).get("per_class", [])}
+                lines += ["| class | tail | support | precision | recall | F1 | Δ top-1 (pp) [95 % CI] |", "|---|---|---|---|---|---|---|"]
+                for r in h["per_class"]:
+                    dr = deltas.get(r["label"])
+                    lines.append(f"| {r['label']} | {'yes' if r['is_tail'] else ('no' if r['is_tail'] is not None else '?')} | {r['support']} | "
+                                 f"{_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | "
+                                 f"{_interval(dr) if dr else '—'}{' **drop**' if dr and dr['significant'] else ''} |")
+                lines.append("")
+            if h["kind"] == "multilabel" and h["per_tag"]:
+                lines += ["| tag | tail | positives | known | missing | threshold | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|---|"]
+                for r in h["per_tag"]:
+                    lines.append(f"| {r['label']} | {'yes' if r['is_tail'] else ('no' if r['is_tail'] is not None else '?')} | {r['support']} | "
+                                 f"{r['n_known']} | {r['n_missing']} | {r['threshold']:g} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} |")
+                lines.append("")
+        if self.warnings:
+            lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
+        return "\n".join(lines)
+
+    # ---- Parquet ------------------------------------------------------------------------
+    def predictions_table(self, k: int = 5):
+        """A pyarrow Table, one row per golden sample: ``id``; per multiclass head ``H:label``
+        (true label or null), ``H:topk_classes`` / ``H:topk_scores`` (softmax probabilities,
+        best first, k = min(5, K)), ``H:correct``, and ``H:reference_top1`` when a reference
+        was evaluated; per multi-label head ``H:tags`` (predicted tags) and ``H:scores``
+        (sigmoid probability per card tag, card order)."""
+        import pyarrow as pa
+
+        cols: dict[str, Any] = {"id": pa.array(self.ids, pa.string())}
+        if self.card is None or self.logits is None:
+            return pa.table(cols)
+        for head in self.card.heads:
+            lg = self.logits[head.name]
+            y = (self.labels or {}).get(head.name)
+            labels = np.array(head.labels, dtype=object)
+            if head.kind == "multiclass":
+                kk = min(k, len(head.labels))
+                prob = softmax(lg)
+                order = np.argsort(-prob, axis=1, kind="stable")[:, :kk]
+                cols[f"{head.name}:label"] = pa.array([None if y is None or y[i] < 0 else head.labels[y[i]] for i in range(len(lg))], pa.string())
+                cols[f"{head.name}:topk_classes"] = pa.array(labels[order].tolist(), pa.list_(pa.string()))
+                cols[f"{head.name}:topk_scores"] = pa.array(np.take_along_axis(prob, order, 1).astype(np.float32).tolist(), pa.list_(pa.float32()))
+                cols[f"{head.name}:correct"] = pa.array([None if y is None or y[i] < 0 else bool(order[i, 0] == y[i]) for i in range(len(lg))], pa.bool_())
+                if self.ref_logits is not None:
+                    cols[f"{head.name}:reference_top1"] = pa.array(labels[np.argmax(self.ref_logits[head.name], axis=1)].tolist(), pa.string())
+            else:
+                prob = sigmoid(lg)
+                thr = {r["label"]: r["threshold"] for r in self.heads[head.name].get("per_tag", [])}
+                th = np.array([thr.get(t, 0.5) for t in head.labels])
+                cols[f"{head.name}:tags"] = pa.array([labels[row >= th].tolist() for row in prob], pa.list_(pa.string()))
+                cols[f"{head.name}:scores"] = pa.array(prob.astype(np.float32).tolist(), pa.list_(pa.float32()))
+        return pa.table(cols)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``eval.json``, ``eval.md`` and ``predictions.parquet`` into ``out_dir``."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": atomic_write_json(out / EVAL_JSON, self.to_dict()),
+                 "markdown": atomic_write_bytes(out / EVAL_MD, self.to_markdown().encode("utf-8"))}
+        buf = io.BytesIO()
+        pq.write_table(self.predictions_table(), buf)
+        paths["predictions"] = atomic_write_bytes(out / PREDICTIONS_PARQUET, buf.getvalue())
+        return paths
+
+
+# ---- formatting helpers -----------------------------------------------------------------------
+def _num(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f} %"
+
+
+def _interval(d: dict | None) -> str:
+    """``{"value": -0.012, "ci_low": -0.02, "ci_high": -0.004}`` → ``-1.2 [-2.0, -0.4]`` (pp)."""
+    if not d or d.get("value") is None:
+        return "—"
+    if d.get("ci_low") is None:
+        return f"{100 * d['value']:+.1f} [—]"
+    return f"{100 * d['value']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+
+
+def summary_rows(head: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, target, reference, delta) display rows of one head section."""
+    met, ref, d = head["metrics"], head.get("reference_metrics") or {}, head.get("delta") or {}
+    if head["kind"] == "multiclass":
+        names = ["top1", "top2", "top5", "macro_f1", "head_top1", "tail_top1", "ece"]
+        label = {"top1": "top-1", "top2": f"top-{TOP_K[0]}", "top5": f"top-{TOP_K[1]}", "macro_f1": "macro-F1",
+                 "head_top1": "head-class top-1", "tail_top1": "tail-class top-1", "ece": "ECE (15 bins)"}
+    else:
+        names = ["macro_f1", "head_macro_f1", "tail_macro_f1"]
+        label = {"macro_f1": "macro-F1", "head_macro_f1": "head-tag macro-F1", "tail_macro_f1": "tail-tag macro-F1"}
+    return [(label[n], _num(met.get(n)), _num(ref.get(n)) if ref else "—", _interval(d.get(n)) if d else "—") for n in names]

@@ -1,0 +1,189 @@
+"""Statistics for comparing a target (e.g. an INT8 artifact) with its FP32 reference on the
+same golden set: paired bootstrap intervals for metric deltas, the exact McNemar test, and
+the top-1 agreement rate. Pure numpy/scipy on plain arrays.
+
+Interval method: **paired percentile bootstrap** (Efron & Tibshirani, "An Introduction to the
+Bootstrap", 1993, ch. 13). Each resample draws N images with replacement (the same images
+for target and reference — that is what "paired" means); the metric delta
+``target − reference`` is recomputed on it; the 95 % interval is the 2.5th and 97.5th
+percentile of :data:`BOOTSTRAP_RESAMPLES` = 2000 such deltas, drawn with a seeded
+``numpy.random.Generator`` (seed 0 by default) so that reports are reproducible. A resample is
+represented by its multiplicity vector (how often each image was drawn: multinomial with N
+trials and equal probabilities), so all metrics are weighted sums and every metric of a
+report is computed on the same resamples.
+
+Identical predictions give a delta of exactly 0 with a zero-width interval. Resamples in which
+a metric is undefined (e.g. a class not drawn at all) are left out of that metric's
+percentiles; if fewer than half of them remain, the interval is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+_CHUNK_CELLS = 4_000_000  # resamples × N per chunk (bounded memory: ~32 MB of float64)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A delta (target − reference, fraction) and its 95 % paired bootstrap interval."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+    @property
+    def significant_drop(self) -> bool:
+        """True when the whole interval lies below 0 (the drop is not noise at 95 %)."""
+        return self.ci_high is not None and self.ci_high < 0
+
+
+def resample_weights(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Iterator[np.ndarray]:
+    """Yield chunks of bootstrap multiplicity vectors, float64 B×N, B summed over chunks =
+    ``resamples``; row b says how many times each of the N images is in resample b."""
+    rng = np.random.default_rng(seed)
+    pvals = np.full(n, 1.0 / n)
+    chunk = max(1, min(resamples, _CHUNK_CELLS // max(n, 1)))
+    done = 0
+    while done < resamples:
+        b = min(chunk, resamples - done)
+        yield rng.multinomial(n, pvals, size=b).astype(np.float64)
+        done += b
+
+
+# ---- metrics as weighted sums: f(W: B×N) → B (or B×K) values, NaN where undefined ----------
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def weighted_accuracy(w: np.ndarray, correct: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Accuracy of ``correct`` (N bool) over ``mask`` (N bool) under weights ``w`` (B×N) → B."""
+    m = np.ones(len(correct)) if mask is None else np.asarray(mask, dtype=float)
+    return _ratio(w @ (np.asarray(correct, dtype=float) * m), w @ m)
+
+
+def weighted_class_accuracy(w: np.ndarray, correct: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class top-1 accuracy (= recall) under weights → B×K (NaN for a class not drawn)."""
+    onehot = np.eye(num_classes)[np.asarray(y, dtype=int)]  # N×K
+    return _ratio(w @ (onehot * np.asarray(correct, dtype=float)[:, None]), w @ onehot)
+
+
+def weighted_macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Multiclass macro-F1 under weights → B: per-class F1 = 2TP/(support + predicted), mean over
+    classes with weighted support > 0 (the definition of :func:`metrics.macro_f1`)."""
+    eye = np.eye(num_classes)
+    ty, tp_ = eye[np.asarray(y, dtype=int)], eye[np.asarray(pred, dtype=int)]
+    tp = w @ (ty * tp_)
+    support = w @ ty
+    f1 = _ratio(2 * tp, support + w @ tp_)
+    f1 = np.where(support > 0, f1, np.nan)
+    with np.errstate(invalid="ignore"), _quiet_nanmean():
+        return np.nanmean(f1, axis=1)
+
+
+def weighted_multilabel_macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Multi-label macro-F1 under weights → B; ``y`` N×T with NaN = missing (ignored),
+    ``pred`` N×T bool. Per-tag F1 = 2TP/(2TP+FP+FN), NaN when 0/0; mean over defined tags."""
+    known = ~np.isnan(y)
+    yk = np.where(known, y, 0.0)
+    p = np.asarray(pred, dtype=float) * known
+    tp = w @ (yk * p)
+    fp = w @ ((1 - yk) * p * known)
+    fn = w @ (yk * (1 - p) * known)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    with _quiet_nanmean():
+        return np.nanmean(f1, axis=1)
+
+
+class _quiet_nanmean:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+# ---- paired bootstrap ---------------------------------------------------------------------
+def paired_bootstrap(
+    stats: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]],
+    n: int,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> dict[str, list[Interval] | Interval]:
+    """Deltas ``target − reference`` with paired percentile bootstrap intervals.
+
+    Args:
+        stats: name → (target_fn, reference_fn); each fn maps weights B×N to B values (scalar
+            metric) or B×K values (one per class). The point value uses all weights = 1.
+        n: number of samples N (> 0).
+
+    Returns name → :class:`Interval` (scalar metrics) or list of K Intervals.
+    """
+    ones = np.ones((1, n))
+    point = {k: np.atleast_1d(np.squeeze(tf(ones) - rf(ones), axis=0)) for k, (tf, rf) in stats.items()}
+    scalar = {k: np.ndim(tf(ones)) == 1 for k, (tf, _) in stats.items()}
+    draws: dict[str, list[np.ndarray]] = {k: [] for k in stats}
+    for w in resample_weights(n, resamples, seed):
+        for k, (tf, rf) in stats.items():
+            d = tf(w) - rf(w)
+            draws[k].append(d.reshape(len(w), -1))
+    alpha = (1 - confidence) / 2
+    out: dict[str, list[Interval] | Interval] = {}
+    for k in stats:
+        d = np.concatenate(draws[k])  # resamples × K
+        ivs = []
+        for j in range(d.shape[1]):
+            col = d[:, j]
+            col = col[np.isfinite(col)]
+            v = float(point[k][j]) if np.isfinite(point[k][j]) else None
+            if v is None or len(col) < resamples / 2:
+                ivs.append(Interval(v, None, None))
+            else:
+                lo, hi = np.quantile(col, [alpha, 1 - alpha])
+                ivs.append(Interval(v, float(lo), float(hi)))
+        out[k] = ivs[0] if scalar[k] else ivs
+    return out
+
+
+def mcnemar_exact_p(reference_correct: np.ndarray, target_correct: np.ndarray) -> float:
+    """Exact (binomial) McNemar test of equal top-1 accuracy on paired samples
+    (McNemar 1947; exact form: two-sided binomial test of the discordant pairs, b successes out
+    of b + c at p = 0.5, via ``scipy.stats.binomtest``). b = reference right & target wrong,
+    c = reference wrong & target right. Returns 1.0 when there are no discordant pairs."""
+    from scipy.stats import binomtest
+
+    r = np.asarray(reference_correct, dtype=bool)
+    t = np.asarray(target_correct, dtype=bool)
+    b = int((r & ~t).sum())
+    c = int((~r & t).sum())
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+
+
+def agreement_rate(pred_a: np.ndarray, pred_b: np.ndarray) -> float | None:
+    """Fraction of samples on which two prediction arrays agree (rows compared whole for N×T
+    multi-label predictions). None if N = 0."""
+    a, b = np.asarray(pred_a), np.asarray(pred_b)
+    if len(a) == 0:
+        return None
+    same = a == b
+    if same.ndim > 1:
+        same = same.all(axis=tuple(range(1, same.ndim)))
+    return float(same.mean())
