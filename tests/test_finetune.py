@@ -115,3 +115,26 @@ def test_train_data_checks(split, tmp_path):
     bad = small_card(3, 32)  # labels 0..2 only
     with pytest.raises(InputError, match=r"row \d+ .*not a class"):
         TrainSet.load(split, bad)
+
+
+def test_two_head_manifest_with_missing_tags(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from optim.model_card import Head, InputSpec, ModelCard
+
+    (tmp_path / "img").mkdir()
+    rows = [("a", "0", "1", ""), ("b", "1", "0", "1"), ("c", "", "1", "0")]
+    with open(tmp_path / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "path", "cat", "tags:y", "tags:x"])  # tag columns in another order than the card
+        for sid, cat, ty, tx in rows:
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "img" / f"{sid}.png")
+            w.writerow([sid, f"img/{sid}.png", cat, ty, tx])
+    card = ModelCard(input=InputSpec(shape=(1, 3, 8, 8)),
+                     heads=(Head(name="cat", kind="multiclass", labels=("1", "0")), Head(name="tags", kind="multilabel", labels=("x", "y"))))
+    ts = TrainSet.load(tmp_path, card)
+    assert ts.targets["cat"].tolist() == [1, 0, -1]  # card order "1", "0"; empty = −1
+    t = ts.targets["tags"]
+    assert math.isnan(t[0, 0]) and t[0, 1] == 1 and t[1].tolist() == [1, 0] and t[2].tolist() == [0, 1]

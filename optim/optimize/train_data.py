@@ -12,12 +12,10 @@ directory, same ``golden.json`` content hash, or a byte-identical manifest).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +27,6 @@ from optim.model_card import ModelCard
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
 TAG_SEP = ":"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-_POS = {"1", "1.0", "true", "True"}
-_NEG = {"0", "0.0", "false", "False"}
 
 
 def _manifest_path(root: Path) -> Path:
@@ -40,26 +36,6 @@ def _manifest_path(root: Path) -> Path:
         if (root / name).is_file():
             return root / name
     raise InputError(f"training data {root}: no {' or '.join(MANIFEST_NAMES)} found; a train split is laid out like a golden set")
-
-
-def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str]]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as e:
-            raise InputError(f"manifest {path} is not a readable Parquet file ({e})") from None
-        rows = [{k: ("" if v is None else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)) for k, v in r.items()}
-                for r in table.to_pylist()]
-        return rows, list(table.column_names)
-    try:
-        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
-        columns = list(reader.fieldnames or [])
-        rows = [{k: (v or "") for k, v in r.items()} for r in reader]
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise InputError(f"manifest {path} is not a valid UTF-8 CSV file ({e})") from None
-    return rows, columns
 
 
 @dataclass
@@ -99,58 +75,40 @@ class TrainSet:
             raise InputError(f"training data {root} does not exist")
         if root.is_dir() and not any((root / n).is_file() for n in MANIFEST_NAMES):
             return cls._from_folders(root, card)
+        from optim.golden_sets.golden_set import parse_manifest, read_manifest_rows
+
         manifest = _manifest_path(root)
         root = manifest.parent
-        rows, columns = _read_rows(manifest)
-        for col in ("id", "path"):
-            if col not in columns:
-                raise InputError(f"{manifest}: no {col!r} column; columns are {columns}")
-        if not rows:
-            raise InputError(f"{manifest}: no rows; the training split is empty")
-        ids, paths, seen = [], [], {}
-        for i, r in enumerate(rows, start=1):
-            sid = r["id"].strip()
-            if not sid or sid in seen:
-                raise InputError(f"{manifest}: row {i}: id {sid!r} is empty or repeats row {seen.get(sid)}")
-            seen[sid] = i
-            p = PurePosixPath(r["path"].strip().replace("\\", "/"))
-            if not str(p) or p.is_absolute() or ".." in p.parts:
-                raise InputError(f"{manifest}: row {i} (id {sid!r}): path {r['path']!r} must be relative to {root}, without '..'")
-            full = root / p
+        rows, columns = read_manifest_rows(manifest)
+        ids, rel_paths, heads = parse_manifest(rows, columns, str(manifest))
+        paths = []
+        for i, rel in enumerate(rel_paths, start=1):
+            full = root / rel
             if not full.is_file():
-                raise InputError(f"{manifest}: row {i} (id {sid!r}): image {full} does not exist")
-            ids.append(sid)
+                raise InputError(f"{manifest}: row {i} (id {ids[i - 1]!r}): image {full} does not exist")
             paths.append(full)
         targets: dict[str, np.ndarray] = {}
         for head in card.heads:
+            got = heads.get(head.name)
+            if got is None or got.kind != head.kind:
+                raise InputError(f"{manifest}: no {head.kind} column(s) for head {head.name!r} "
+                                 f"({'a column named after the head' if head.kind == 'multiclass' else f'{head.name}{TAG_SEP}TAG columns'}); "
+                                 f"manifest heads: {sorted(heads)}")
             if head.kind == "multiclass":
-                if head.name not in columns:
-                    raise InputError(f"{manifest}: no column {head.name!r} for multiclass head {head.name!r}; columns are {columns}")
                 index = {lab: k for k, lab in enumerate(head.labels)}
-                y = np.full(len(rows), -1, dtype=np.int64)
-                for i, r in enumerate(rows):
-                    v = r[head.name].strip()
-                    if v:
+                y = np.full(len(ids), -1, dtype=np.int64)
+                for i, v in enumerate(got.values):
+                    if v is not None:
                         if v not in index:
                             raise InputError(f"{manifest}: row {i + 1} (id {ids[i]!r}) column {head.name!r}: {v!r} is not a class of the model card ({list(head.labels)[:10]}…)")
                         y[i] = index[v]
-                targets[head.name] = y
             else:
-                cols = [f"{head.name}{TAG_SEP}{t}" for t in head.labels]
-                missing = [c for c in cols if c not in columns]
+                missing = [t for t in head.labels if t not in got.labels]
                 if missing:
-                    raise InputError(f"{manifest}: multi-label head {head.name!r} needs columns {missing}")
-                y = np.full((len(rows), len(cols)), np.nan, dtype=np.float32)
-                for i, r in enumerate(rows):
-                    for j, c in enumerate(cols):
-                        cell = r[c].strip()
-                        if cell in _POS:
-                            y[i, j] = 1.0
-                        elif cell in _NEG:
-                            y[i, j] = 0.0
-                        elif cell not in ("", "nan", "NaN"):
-                            raise InputError(f"{manifest}: row {i + 1} (id {ids[i]!r}) column {c!r}: {cell!r}; use 1, 0 or empty")
-                targets[head.name] = y
+                    raise InputError(f"{manifest}: multi-label head {head.name!r} needs columns {[f'{head.name}{TAG_SEP}{t}' for t in missing]}")
+                order = [got.labels.index(t) for t in head.labels]
+                y = np.asarray(got.values, dtype=np.float32)[:, order]
+            targets[head.name] = y
         return cls(root=root, manifest=manifest, ids=ids, paths=paths, targets=targets)
 
     @classmethod
