@@ -108,3 +108,22 @@ def test_pruned_checkpoint_is_weights_only_and_rejects_bad_spec(tmp_path):
         apply_channel_spec(fresh, {"conv1": {"padding": 3}}, obj["state_dict"], "p.pt")
     with pytest.raises(InputError, match="does not have"):
         apply_channel_spec(fresh, {"nope": {"out_channels": 3}}, obj["state_dict"], "p.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "pte"])
+def test_pruned_checkpoint_exports_fp32(fmt, tmp_path):
+    from optim.errors import ToolError
+    from optim.optimize.ptq import quantize
+    from optim.runtimes.registry import get_format
+
+    try:
+        get_format(fmt)
+    except ToolError as e:
+        pytest.skip(f"{fmt} exporter not in this build: {e}")
+    card = small_card(10, 32, "torchvision:mobilenet_v2")
+    path = save_pruned(prune(_model("mobilenet_v2"), card, ratio=0.3).model, card, tmp_path / "p.pt")
+    res = quantize(path, formats=fmt, scheme="fp32", out=tmp_path / "a")
+    (r,) = res.results
+    assert r.status == "ok", r.error
+    assert r.check["max_abs_error"] <= 1e-4  # the pruned model's export matches torch

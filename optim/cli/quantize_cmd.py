@@ -30,6 +30,7 @@ def _fmt(v, spec: str) -> str:
               help="ptq: calibrate and convert. qat: quantization-aware training distilled from the FP32 checkpoint (needs --train), INT8 only.")
 @click.option("--train", "train_dir", type=click.Path(), help="QAT: train split (golden-set format or class folders); never the gate's golden set.")
 @click.option("--golden", type=click.Path(), help="QAT: the gate's golden set; training on it is refused.")
+@click.option("--teacher", type=click.Path(dir_okay=False), help="QAT: FP32 teacher checkpoint (default: CHECKPOINT itself; for a pruned model, the unpruned original).")
 @click.option("--epochs", type=int, default=1, show_default=True, help="QAT epochs.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="QAT batch size.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="QAT AdamW learning rate (cosine decay).")
@@ -40,7 +41,7 @@ def _fmt(v, spec: str) -> str:
 @checkpoint_options
 @json_option
 def command(checkpoint: str, formats: str, scheme: str, calib: str | None, calib_size: int, out: str,
-            threads: int | None, method: str, train_dir: str | None, golden: str | None, epochs: int, batch_size: int,
+            threads: int | None, method: str, train_dir: str | None, golden: str | None, teacher: str | None, epochs: int, batch_size: int,
             lr: float, alpha: float, temperature: float, seed: int, resume: bool, load_kwargs: dict, as_json: bool) -> None:
     """Quantize CHECKPOINT and export it to each format; check every artifact on its host
     runtime against torch FP32 (FP32 exports must match within 1e-4 max-abs; quantized ones
@@ -71,7 +72,7 @@ def command(checkpoint: str, formats: str, scheme: str, calib: str | None, calib
         if scheme != "int8":
             raise InputError(f"--method qat produces static INT8 only; drop --scheme {scheme}")
         cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, distill=DistillConfig(alpha=alpha, temperature=temperature))
-        result = quantize_qat(checkpoint, train=train_dir, formats=formats, golden=golden, config=cfg, out=out, threads=threads,
+        result = quantize_qat(checkpoint, train=train_dir, formats=formats, golden=golden, teacher=teacher, config=cfg, out=out, threads=threads,
                               load_kwargs=load_kwargs, resume=resume, progress=not s.quiet, on_result=report, on_info=s.info,
                               on_warning=lambda m: s.info(f"[yellow]warning: {m}[/yellow]"))
     else:

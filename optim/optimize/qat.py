@@ -269,6 +269,7 @@ def quantize_qat(
     train: str | Path,
     formats: str | Sequence[str] = ("onnx", "tflite", "pte"),
     golden: str | Path | None = None,
+    teacher: str | Path | None = None,
     config: FinetuneConfig | None = None,
     out: str | Path = "artifacts-qat",
     threads: int | None = None,
@@ -282,11 +283,13 @@ def quantize_qat(
     """QAT with distillation from the checkpoint (the FP32 teacher), then INT8 exports.
 
     Args:
-        checkpoint: the FP32 checkpoint (a pruned checkpoint works: it is the teacher of its
-            own QAT run; for pruned+QAT from the unpruned teacher, fine-tune when pruning).
+        checkpoint: the FP32 model to quantize (a pruned checkpoint works); also the teacher
+            unless ``teacher`` is given.
         train: train split (golden-set format or an image-folder tree), never the gate's golden set.
         formats: ``onnx``, ``tflite``, ``pte`` (sequence or comma-separated).
         golden: the gate's golden set; training on it is refused.
+        teacher: checkpoint of the FP32 teacher (default: ``checkpoint`` itself). For
+            pruned + QAT, pass the unpruned original; its card must have the same heads.
         config: fine-tuning settings (epochs, lr, α, T …); default ``FinetuneConfig(epochs=1, lr=1e-4)``.
         out: artifacts go to ``<out>/<format>-int8/``; runs to ``<out>/qat-<backend>.run/``.
 
@@ -309,13 +312,18 @@ def quantize_qat(
     config = config or FinetuneConfig(epochs=1, lr=1e-4)
     check_not_golden(train, golden)
     loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
-    card, teacher = loaded.card, loaded.model
+    card, teacher_model = loaded.card, loaded.model
+    if teacher is not None:
+        t_loaded = load_checkpoint(teacher, **(load_kwargs or {}))
+        if [(h.name, h.kind, h.labels) for h in t_loaded.card.heads] != [(h.name, h.kind, h.labels) for h in card.heads]:
+            raise InputError(f"teacher {teacher}: its heads differ from {checkpoint}'s; distillation needs the same heads and labels")
+        teacher_model = t_loaded.model
     data = TrainSet.load(train, card)
     n_check = min(len(data), 64)
     idx = np.random.default_rng(config.seed).permutation(len(data))[:n_check]
     check_batch = data.images(idx, card)
     check_desc = f"{n_check} training images (seed {config.seed})"
-    reference = TorchRuntime(teacher, card, threads=threads).predict(check_batch)
+    reference = TorchRuntime(loaded.model, card, threads=threads).predict(check_batch)
     source = {"checkpoint": str(loaded.path), "sha256": loaded.sha256, "source_format": loaded.source_format,
               "card": str(loaded.card_path) if loaded.card_path else None}
     out_dir = Path(out)
@@ -328,8 +336,8 @@ def quantize_qat(
         info(f"QAT ({backend} quantizer) for {', '.join(backend_fmts)}: {len(data)} images, {config.epochs} epoch(s), run log {run_dir / 'run_log.jsonl'}")
         t0 = time.perf_counter()
         try:
-            prepared, quantizer = prepare_qat(copy.deepcopy(teacher), card, backend, config.batch_size)
-            ft = finetune(prepared, teacher, card, data, config, run_dir, resume=resume, progress=progress,
+            prepared, quantizer = prepare_qat(copy.deepcopy(loaded.model), card, backend, config.batch_size)
+            ft = finetune(prepared, teacher_model, card, data, config, run_dir, resume=resume, progress=progress,
                           on_warning=on_warning, desc=f"QAT {backend}")
             converted = convert_qat(prepared, fold_quantize=backend == "xnnpack")
         except (InputError, TrainingDiverged):
@@ -346,7 +354,8 @@ def quantize_qat(
             continue
         training = {"backend": backend, "steps": ft.steps, "final_loss": ft.final_loss, "seconds": round(time.perf_counter() - t0, 1),
                     "run_log": str(ft.log_path), "config": config.to_dict(), "train_manifest": str(data.manifest),
-                    "n_train": len(data), "gradient_warnings": len(ft.warnings)}
+                    "n_train": len(data), "gradient_warnings": len(ft.warnings),
+                    "teacher": str(teacher or loaded.path)}
         result.training[backend] = training
         for fmt in backend_fmts:
             with torch.no_grad():
