@@ -69,10 +69,10 @@ def test_target_macs_is_reached():
     model = _model("resnet18")
     card = small_card(10, 32, "torchvision:resnet18")
     before = prune(model, card, ratio=0.01).before.macs
-    res = prune(model, card, target_macs=0.5 * before, max_steps=20)
-    assert res.after.macs <= 0.5 * before
-    assert res.after.macs > 0.2 * before  # stopped soon after the target, not at max_ratio
-    assert res.steps < 20
+    res = prune(model, card, target_macs=0.6 * before, max_steps=8)
+    assert res.after.macs <= 0.6 * before
+    assert res.after.macs > 0.25 * before  # stopped soon after the target, not at max_ratio
+    assert res.steps < 8
 
 
 def test_target_size_and_taylor():

@@ -67,6 +67,9 @@ def command(checkpoint: str, ratio, target_macs, target_size_mb, importance: str
         raise InputError("--importance taylor needs --train DATA (a few batches of images)")
     loaded = load_checkpoint(checkpoint, **load_kwargs)
     card = loaded.card
+    from optim.optimize.pruning import architecture_ref
+
+    architecture_ref(card)  # fail before the work if the pruned model could not be saved
     train = None
     if train_dir:
         from optim.optimize.train_data import TrainSet, check_not_golden
