@@ -39,6 +39,7 @@ _API = {
     "FinetuneConfig": "optim.optimize.finetune",
     "DistillConfig": "optim.optimize.distillation",
     "distillation_loss": "optim.optimize.distillation",
+    "quantize_qat": "optim.optimize.qat",
 }
 
 __all__ = sorted(_API)
