@@ -6,7 +6,10 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :class:`optim.ModelCard` — the typed model card;
 * :func:`optim.open_runtime` — a checkpoint or artifact, ready to predict on the host;
 * :func:`optim.quantize` — PTQ + export to ONNX / TFLite / ExecuTorch, checked on host runtimes;
-* :class:`optim.Artifact` — an exported artifact directory and its metadata.
+* :class:`optim.Artifact` — an exported artifact directory and its metadata;
+* :func:`optim.prune` / :func:`optim.save_pruned` — structured channel pruning, safe pruned checkpoints;
+* :func:`optim.finetune` — recovery fine-tuning with distillation and gradient health;
+* :func:`optim.quantize_qat` — QAT (PT2E) distilled from the FP32 model, INT8 artifacts.
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
 """
 

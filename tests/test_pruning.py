@@ -22,7 +22,8 @@ def _model(arch: str):
     return torchvision.models.get_model(arch, num_classes=10, weights=None).eval()
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "mobilenet_v3_large"])
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "mobilenet_v3_large",
+                                  pytest.param("efficientnet_b0", marks=pytest.mark.slow)])
 def test_prune_ratio_shrinks_keeps_head_and_reloads(arch, tmp_path):
     model = _model(arch)
     card = small_card(10, HW, f"torchvision:{arch}")

