@@ -69,7 +69,21 @@ def main() -> None:
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--finetune-epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bench-only", action="store_true",
+                    help="Re-measure host latency of every row in results/compression.json (all in this one run) and rewrite the results.")
     args = ap.parse_args()
+    if args.bench_only:
+        out = json.loads((RESULTS / "compression.json").read_text())
+        for row in out["rows"]:
+            if row.get("target") and row.get("top1") is not None:
+                for k in ("p50_ms", "p95_ms", "p95_ci_ms", "note"):
+                    row.pop(k, None)
+                row.update(_bench(Path(row["target"])))
+                print(row["method"], row["format"], row.get("p50_ms"), row.get("p95_ms"))
+        (RESULTS / "compression.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+        (RESULTS / "compression.md").write_text(to_markdown(out))
+        print(to_markdown(out))
+        return
 
     import torch
 
