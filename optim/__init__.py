@@ -9,8 +9,9 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :class:`optim.Artifact` — an exported artifact directory and its metadata;
 * :func:`optim.prune` / :func:`optim.save_pruned` — structured channel pruning, safe pruned checkpoints;
 * :func:`optim.finetune` — recovery fine-tuning with distillation and gradient health;
-* :func:`optim.quantize_qat` — QAT (PT2E) distilled from the FP32 model, INT8 artifacts.
+* :func:`optim.quantize_qat` — QAT (PT2E) distilled from the FP32 model, INT8 artifacts;
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
+* :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ _API = {
     "EvalReport": "optim.golden_sets.report",
     "GoldenSet": "optim.golden_sets.golden_set",
     "build_golden_set_from_images": "optim.golden_sets.build",
+    "bench": "optim.device_bench.api",
+    "BenchResult": "optim.device_bench.result",
     "prune": "optim.optimize.pruning",
     "save_pruned": "optim.optimize.pruning",
     "finetune": "optim.optimize.finetune",

@@ -291,3 +291,24 @@ def test_cli_eval_and_golden_commands(resnet18_ckpt, digits_golden, tmp_path):
         from optim.golden_sets.build import build_from_image_folder
 
         build_from_image_folder(digits_golden)  # leave the module fixture consistent
+
+
+# ---- artifacts (issue 3's runtimes) -----------------------------------------------------------
+@pytest.mark.slow  # export + NNCF calibration: ~50 s on the shared 2-core host
+def test_onnx_artifacts_evaluated_against_the_fp32_checkpoint(resnet18_ckpt, digits_golden, tmp_path):
+    res = optim.quantize(resnet18_ckpt, formats="onnx", scheme=("fp32", "int8"), calib=digits_golden, calib_size=10, out=tmp_path / "a")
+    assert res.exit_code == 0
+    cache = tmp_path / "cache"
+    fp32 = optim.evaluate(tmp_path / "a" / "onnx-fp32", digits_golden, resnet18_ckpt, cache_dir=cache, batch_size=8, resamples=200)
+    d = fp32.to_dict()
+    assert d["settings"]["target_format"] == "onnx" and d["settings"]["reference_format"] == "torch"
+    assert d["settings"]["preprocess_cache"]["hit"] is False  # reference shares the target's tensors
+    np.testing.assert_allclose(fp32.logits["class"], fp32.ref_logits["class"], atol=1e-3)
+    assert d["heads"]["class"]["delta"]["agreement"] == 1.0 and d["heads"]["class"]["delta"]["top1"]["value"] == 0.0
+    int8 = optim.evaluate(tmp_path / "a" / "onnx-int8", digits_golden, resnet18_ckpt, cache_dir=cache, batch_size=8, resamples=200)
+    d8 = int8.to_dict()
+    assert d8["settings"]["preprocess_cache"]["hit"] is True and d8["n_samples"] == 20
+    delta = d8["heads"]["class"]["delta"]
+    assert len(delta["per_class"]) == 10 and 0.0 <= delta["agreement"] <= 1.0
+    assert delta["top1"]["ci_low"] <= delta["top1"]["value"] <= delta["top1"]["ci_high"]
+    assert not np.allclose(int8.logits["class"], int8.ref_logits["class"], atol=1e-6)  # really the quantized graph

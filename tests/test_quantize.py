@@ -197,3 +197,75 @@ def test_operator_from_error():
     chained.__cause__ = ValueError("unsupported: aten.native_group_norm.default")
     assert operator_from_error(chained) == "aten.native_group_norm.default"
     assert operator_from_error(RuntimeError("something else broke")) is None
+
+
+@pytest.fixture(scope="session")
+def edge_result(resnet18_ckpt, mnist_dir, tmp_path_factory):
+    """tflite and pte × fp32 and int8 in one call (the slow exporters, run once per session)."""
+    import optim
+
+    out = tmp_path_factory.mktemp("art-edge")
+    return optim.quantize(resnet18_ckpt, formats=("tflite", "pte"), scheme="fp32,int8", calib=mnist_dir, calib_size=6, out=out)
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "pte"])
+def test_edge_formats_fp32_match_and_int8_run_on_host_runtime(edge_result, resnet18_ckpt, mnist_dir, fmt):
+    from optim.runtimes import open_runtime
+
+    assert edge_result.ok, [r.error for r in edge_result.results]
+    batch = _calib_batch(resnet18_ckpt, mnist_dir, 12)  # includes images the calibration did not see
+    ref = _reference(resnet18_ckpt, batch)
+    fp32 = edge_result.artifact(fmt, "fp32")
+    rt = open_runtime(fp32.dir, threads=1)
+    assert rt.format == fmt and rt.max_batch == 1  # fixed-batch graph, fed in chunks
+    assert np.abs(rt.predict(batch)["class"] - ref).max() < 1e-4
+    int8 = edge_result.artifact(fmt, "int8")
+    got = open_runtime(int8.dir).predict(batch)["class"]
+    err = np.abs(got - ref).max()
+    assert 0 < err < 1.0
+    assert 10.5e6 < int8.size_bytes < 12.5e6 < 44e6 < fp32.size_bytes
+    assert int8.metadata["calibration"]["size"] == 6
+    assert int8.metadata["checks"]["n_inputs"] == 6 and 0 <= int8.metadata["checks"]["top1_agreement"] <= 1
+
+
+def test_tflite_int8_has_int8_io_tensors_with_scale_and_zero_point(edge_result):
+    int8 = edge_result.artifact("tflite", "int8")
+    (inp,) = int8.metadata["inputs"]
+    assert inp["dtype"] == "int8" and inp["quantization"]["scale"] > 0
+    assert int8.metadata["outputs"][0]["dtype"] == "int8" and int8.metadata["outputs"][0]["head"] == "class"
+    assert edge_result.artifact("tflite", "fp32").metadata["inputs"][0]["quantization"] is None
+
+
+def test_litert_int8_quantize_dequantize_use_scale_and_zero_point():
+    from optim.runtimes.tflite_format import LiteRtRuntime
+
+    d = {"dtype": np.int8, "quantization": (0.5, 3)}
+    q = LiteRtRuntime._quantize(np.array([0.0, 1.0, -1.2, 100.0, -100.0], np.float32), d)
+    assert q.dtype == np.int8 and q.tolist() == [3, 5, 1, 127, -128]  # round(x/0.5)+3, clipped
+    assert LiteRtRuntime._dequantize(np.array([3, 5, -128], np.int8), d).tolist() == [0.0, 1.0, -65.5]
+    f = {"dtype": np.float32, "quantization": (0.0, 0)}
+    assert LiteRtRuntime._dequantize(np.array([1.5], np.float32), f).tolist() == [1.5]
+
+
+def test_litert_runtime_feeds_nhwc_models(tmp_path):
+    """A LiteRT model whose input is N×H×W×C gets the NCHW batch transposed."""
+    import litert_torch
+    import torch
+
+    from conftest import small_card
+    from optim.runtimes import open_runtime
+    from optim.runtimes.artifact import write_metadata
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 10)).eval()
+    nhwc = litert_torch.to_channel_last_io(net, args=[0])
+    litert_torch.convert(nhwc, (torch.zeros(1, 8, 8, 3),)).export(str(tmp_path / "model.tflite"))
+    card = small_card(hw=8)
+    write_metadata(tmp_path, fmt="tflite", scheme="fp32", files=["model.tflite"], card=card, inputs=[], outputs=[])
+    rt = open_runtime(tmp_path)
+    assert rt.nhwc
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    assert np.abs(rt.predict(x)["class"] - ref).max() < 1e-4

@@ -57,6 +57,8 @@ COMMAND_MODULES = (
     "quantize_cmd",
     "golden_cmd",
     "eval_cmd",
+    "bench_cmd",
+    "devices_cmd",
     "prune_cmd",
 )
 

@@ -101,6 +101,7 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
     import litert_torch
     import torch
 
+    litert_torch.config.show_progress = False
     if scheme not in SCHEMES:
         raise InputError(f"tflite: unknown scheme {scheme!r}; supported: {', '.join(SCHEMES)}")
     out_dir = Path(out_dir)

@@ -1,0 +1,120 @@
+"""``optim devices``: connected Android devices, their profiles and the configured on-device
+tools; ``optim devices setup``: register the tools' paths."""
+
+from __future__ import annotations
+
+import click
+
+from optim.cli.output import json_option, make_table, print_json, state
+
+
+def _devices_report() -> dict:
+    from optim.device_bench.adb import Adb
+    from optim.device_bench.config import TOOL_FOR_FORMAT, config_path, load_config
+    from optim.device_bench.errors import AdbNotFoundError, DeviceError
+    from optim.device_bench.profiles import all_profiles, match_profile
+
+    cfg = load_config()
+    profiles = all_profiles(cfg)
+    fmt_for_tool = {v: k for k, v in TOOL_FOR_FORMAT.items()}
+    tools = {name: ({"path": str(cfg.tools[name].path), "libs": [str(p) for p in cfg.tools[name].libs],
+                     "exists": cfg.tools[name].path.is_file()} if name in cfg.tools else None)
+             for name in fmt_for_tool}
+    report = {"config": str(config_path()), "adb": None, "adb_error": None, "devices": [], "tools": tools,
+              "profiles": {k: {"name": p.name, "codenames": list(p.codenames), "soc": p.soc} for k, p in profiles.items()}}
+    try:
+        adb = Adb()
+        report["adb"] = adb.adb
+        for d in adb.devices():
+            entry = {"serial": d.serial, "state": d.state, "model": d.props.get("model"),
+                     "product_device": d.props.get("device"), "profile": None, "abi": None}
+            if d.ready:
+                try:
+                    a = adb.for_device(d.serial)
+                    entry["product_device"] = a.getprop("ro.product.device") or entry["product_device"]
+                    entry["model"] = a.getprop("ro.product.model") or entry["model"]
+                    entry["abi"] = a.getprop("ro.product.cpu.abi") or None
+                except DeviceError as e:
+                    entry["error"] = str(e)
+            p = match_profile(profiles, d.serial, entry["product_device"])
+            entry["profile"] = p.key if p else None
+            report["devices"].append(entry)
+    except AdbNotFoundError as e:
+        report["adb_error"] = str(e)
+    return report
+
+
+@click.group("devices", invoke_without_command=True)
+@json_option
+@click.pass_context
+def command(ctx: click.Context, as_json: bool) -> None:
+    """List connected Android devices (adb), the profile each matches, and which on-device
+    benchmark tools are set up. Profiles: optim/device_bench/profiles.toml plus
+    [profiles.*] in your devices.toml. Exits 3 when adb is missing."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from optim.errors import EXIT_TOOL_ERROR
+
+    report = _devices_report()
+    if as_json:
+        print_json(report)
+        if report["adb_error"]:
+            ctx.exit(EXIT_TOOL_ERROR)
+        return
+    s = state()
+    if report["adb_error"]:
+        s.console.print("[yellow]adb not found: connected devices cannot be listed[/yellow]")
+    elif not report["devices"]:
+        s.console.print("no Android device connected (adb devices lists none)")
+    else:
+        rows = [[d["serial"], d["state"], d.get("model") or "", d.get("product_device") or "", d.get("abi") or "",
+                 d["profile"] or "(none)"] for d in report["devices"]]
+        s.console.print(make_table("connected devices", ["serial", "state", "model", "ro.product.device", "abi", "profile"], rows))
+    trows = [[name, "tflite" if name == "benchmark_model" else "pte" if name == "executor_runner" else "onnx",
+              (t["path"] + ("" if t["exists"] else "  [red](missing)[/red]")) if t else "not set up"]
+             for name, t in report["tools"].items()]
+    s.console.print(make_table(f"on-device tools ({report['config']})", ["tool", "format", "path"], trows))
+    s.console.print("profiles: " + ", ".join(sorted(report["profiles"])))
+    if report["adb_error"]:
+        click.echo(f"error: {report['adb_error']}", err=True)
+        ctx.exit(EXIT_TOOL_ERROR)
+
+
+@command.command("setup")
+@click.option("--benchmark-model", type=click.Path(dir_okay=False), help="LiteRT/TFLite benchmark_model (arm64-v8a) for .tflite.")
+@click.option("--executor-runner", type=click.Path(dir_okay=False), help="ExecuTorch executor_runner (arm64-v8a) for .pte.")
+@click.option("--onnxruntime-perf-test", type=click.Path(dir_okay=False), help="onnxruntime_perf_test (arm64-v8a) for .onnx.")
+@click.option("--ort-lib", "ort_libs", multiple=True, type=click.Path(dir_okay=False),
+              help="Shared library pushed next to onnxruntime_perf_test (e.g. libonnxruntime.so); repeatable.")
+def setup(benchmark_model: str | None, executor_runner: str | None, onnxruntime_perf_test: str | None,
+          ort_libs: tuple[str, ...]) -> None:
+    """Register the official on-device benchmark tools (optim ships no Android binaries).
+    Each must be an ELF executable; a non-arm64 build is accepted with a warning."""
+    from pathlib import Path
+
+    from optim.device_bench.config import ToolConfig, check_android_binary, save_tools
+    from optim.errors import InputError
+
+    s = state()
+    given = {"benchmark_model": benchmark_model, "executor_runner": executor_runner,
+             "onnxruntime_perf_test": onnxruntime_perf_test}
+    if not any(given.values()):
+        raise InputError("give at least one of --benchmark-model, --executor-runner, --onnxruntime-perf-test")
+    if ort_libs and not onnxruntime_perf_test:
+        raise InputError("--ort-lib needs --onnxruntime-perf-test in the same call")
+    tools = {}
+    for name, path in given.items():
+        if not path:
+            continue
+        warning = check_android_binary(path, f"--{name.replace('_', '-')}")
+        if warning:
+            s.info(f"[yellow]warning: {warning}[/yellow]")
+        libs = tuple(Path(p).expanduser().resolve() for p in ort_libs) if name == "onnxruntime_perf_test" else ()
+        for lib in libs:
+            if not lib.is_file():
+                raise InputError(f"--ort-lib: {lib} does not exist")
+        tools[name] = ToolConfig(name, Path(path).expanduser().resolve(), libs)
+    written = save_tools(tools)
+    for name, t in tools.items():
+        s.console.print(f"{name}: {t.path}" + (f" (+ {len(t.libs)} lib(s))" if t.libs else ""))
+    s.console.print(f"saved to {written}")

@@ -1,0 +1,146 @@
+"""Host benchmark: time ``Runtime.predict`` on one preprocessed-shape input (batch 1).
+
+Each timed iteration is ``time.perf_counter_ns()`` around one ``Runtime.predict(x)`` call on a
+fixed float32 1×C×H×W input (seeded N(0, 1) values: a CNN's latency does not depend on pixel
+values, and the on-device tools also feed synthetic inputs). The runtime is opened once with
+the requested thread count; each trial runs ``warmup`` untimed then ``runs`` timed iterations.
+
+Peak memory (Linux): the process resident-set high-water mark (``VmHWM`` in
+/proc/self/status, reset through /proc/self/clear_refs before loading) minus the resident set
+before loading — the memory that loading and running the artifact added. The runtime's Python
+library (torch, onnxruntime, ai_edge_litert, executorch) is imported *before* the baseline, so
+the figure excludes library code and is the same whether an artifact is the first or the
+fifth benchmarked in a process. Where the reset is not possible the figure is ``None``
+(listed in ``unavailable``), never a guess.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from optim.device_bench.result import BenchResult, DeviceInfo
+from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_trials
+
+HOST_TOOL = "optim host timer: time.perf_counter_ns around Runtime.predict"
+MEMORY_METHOD = ("process peak resident set (Linux VmHWM, reset via /proc/self/clear_refs) minus resident set "
+                 "before loading the artifact, runtime library already imported; MB = 10^6 bytes")
+#: the Python modules each format's host runtime needs (imported before the memory baseline)
+RUNTIME_MODULES = {"torch": ("torch", "torchvision"), "onnx": ("onnxruntime",), "tflite": ("ai_edge_litert.interpreter",),
+                   "pte": ("executorch.runtime",)}
+
+
+def _preimport(fmt: str) -> None:
+    import importlib
+
+    for name in RUNTIME_MODULES.get(fmt, ()):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the runtime adapter will report the missing library itself
+            pass
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to the current RSS (Linux ≥ 4.0). False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def host_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100, warmup: int = 10, trials: int = 3,
+               drift_pct: float = DEFAULT_DRIFT_PCT, cooldown_s: float = 0.0, seed: int = 0,
+               load_kwargs: dict | None = None) -> BenchResult:
+    """Benchmark ``path`` (checkpoint or artifact directory) on this machine → :class:`BenchResult`.
+
+    Raises :class:`optim.errors.InputError` for a bad path; runtime failures propagate as
+    :class:`optim.errors.ToolError` from the runtime adapter.
+    """
+    from optim.runtimes import open_runtime
+
+    warnings: list[str] = []
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    ncpu = os.cpu_count() or 1
+    if load is not None and load > 0.5 * ncpu:
+        warnings.append(f"host is busy (1-min load average {load:.2f} on {ncpu} CPUs): latencies include contention")
+
+    import gc
+
+    from optim.device_bench.target import resolve_target
+
+    _preimport(resolve_target(path).format)
+    gc.collect()
+    rss_before_kb = _status_kb("VmRSS")
+    can_peak = rss_before_kb is not None and _reset_peak_rss()
+    # only options the user set: artifact directories take none of the checkpoint options
+    kwargs = {k: v for k, v in (load_kwargs or {}).items() if v not in (None, False)}
+    runtime = open_runtime(path, threads=threads, **kwargs)
+    try:
+        shape = (1, *tuple(runtime.card.input.shape[1:]))
+        x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+        per_trial: list[np.ndarray] = []
+        for t in range(trials):
+            for _ in range(warmup):
+                runtime.predict(x)
+            times = np.empty(runs, dtype=np.float64)
+            for i in range(runs):
+                t0 = time.perf_counter_ns()
+                runtime.predict(x)
+                times[i] = (time.perf_counter_ns() - t0) / 1e6
+            per_trial.append(times)
+            if cooldown_s and t < trials - 1:
+                time.sleep(cooldown_s)
+        hwm_kb = _status_kb("VmHWM") if can_peak else None
+        fmt = runtime.format
+    finally:
+        runtime.close()
+
+    summary = summarize_trials(per_trial, drift_pct=drift_pct, seed=seed)
+    peak_mb = (hwm_kb - rss_before_kb) * 1024 / 1e6 if (hwm_kb is not None and rss_before_kb is not None) else None
+    unavailable = list(summary.unavailable)
+    if peak_mb is None:
+        unavailable.append("peak_memory_mb")
+        warnings.append("peak memory not measured: /proc/self/clear_refs or /proc/self/status unavailable on this OS")
+    if threads is None:
+        warnings.append("threads not set: the runtime's default thread count was used; pass --threads for a figure "
+                        "you can compare")
+    return BenchResult(
+        artifact=str(path), format=fmt,
+        device=DeviceInfo(name="host", kind="host", details=host_info()),
+        threads=threads, runs=runs, warmup=warmup, trials=trials,
+        latency=summary.latency, p95_ci_ms=summary.p95_ci, trials_p95_ms=summary.trials_p95,
+        trial_spread_pct=summary.spread_pct, peak_memory_mb=peak_mb,
+        percentile_method=summary.percentile_method, unavailable=unavailable,
+        warnings=warnings + summary.warnings, tool=f"{HOST_TOOL} ({fmt})",
+        memory_method=MEMORY_METHOD if peak_mb is not None else None,
+        input_description=f"float32 {'×'.join(map(str, shape))}, seeded N(0,1) values (seed {seed})",
+    )
