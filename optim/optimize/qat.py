@@ -194,8 +194,8 @@ def _artifact_specs(fmt: str, target: Path, card: ModelCard) -> tuple[list[dict]
                 [_tensor_spec(d, heads[i] if i < len(heads) else None) for i, d in enumerate(_ordered_outputs(it))])
     # pte: the XNNPACK program takes and returns float32 (quantize/dequantize run inside)
     inputs = [{"name": card.input.name, "shape": list(card.input.shape), "dtype": "float32", "layout": "NCHW", "quantization": None}]
-    outputs = [{"name": h.name, "shape": [card.input.shape[0], h.num_classes], "dtype": "float32", "head": h.name, "quantization": None}
-               for h in card.heads]
+    outputs = [{"name": f"output_{i}", "shape": [card.input.shape[0], h.num_classes], "dtype": "float32", "head": h.name,
+                "quantization": None} for i, h in enumerate(card.heads)]  # as optim.runtimes.executorch_format writes them
     return inputs, outputs
 
 
