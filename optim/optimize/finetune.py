@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -273,7 +274,6 @@ def finetune(
         log.write("checkpoint", step=step, path=str(state_path))
 
     from tqdm.auto import tqdm
-    import sys
 
     bar = tqdm(total=total, initial=step, desc=desc, disable=not (progress and sys.stderr.isatty()), leave=False)
     warns: list[str] = []
