@@ -61,6 +61,7 @@ COMMAND_MODULES = (
     "devices_cmd",
     "verify_cmd",
     "publish_cmd",
+    "prune_cmd",
 )
 
 
