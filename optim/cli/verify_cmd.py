@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from optim.cli.output import json_option, make_table, print_json, state
+from optim.cli.output import json_option, print_json, state
 
 STATUS_STYLE = {"pass": "[green]pass[/green]", "fail": "[bold red]FAIL[/bold red]", "error": "[yellow]ERROR[/yellow]",
                 "skipped": "[dim]skipped[/dim]"}
@@ -12,7 +12,9 @@ STATUS_STYLE = {"pass": "[green]pass[/green]", "fail": "[bold red]FAIL[/bold red
 
 def print_verdict_table(report: dict) -> None:
     """The verdict tables on the console, one per artifact (shared with ``optim demo``)."""
+    from rich import box
     from rich.markup import escape
+    from rich.table import Table
 
     from optim.gate.reports.format import row
 
@@ -22,11 +24,17 @@ def print_verdict_table(report: dict) -> None:
         rows = []
         for c in a["checks"]:
             r = row(c)
-            interval = r["interval"].replace(f" {c['unit']}]", "]") if c.get("unit") else r["interval"]
-            rows.append([escape(c["id"]), r["measured"], r["threshold"], r["margin"], escape(interval),
-                         STATUS_STYLE.get(c["status"], c["status"])])
-        s.console.print(make_table(f"{a['name']}: {a['verdict'].upper()} (sha256 {a['content_sha256'][:12]})",
-                                   ["check", "measured", "threshold", "margin", "95 % interval", "status"], rows))
+            unit = c.get("unit") or ""
+            bare = {k: (r[k].replace(f" {unit}", "") if unit else r[k]) for k in ("measured", "threshold", "margin", "interval")}
+            rows.append([escape(c["id"]), bare["measured"], bare["threshold"], bare["margin"], escape(bare["interval"]),
+                         unit, STATUS_STYLE.get(c["status"], c["status"])])
+        table = Table(title=f"{a['name']}: {a['verdict'].upper()} (sha256 {a['content_sha256'][:12]})",
+                      box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+        for col in ("check", "measured", "budget", "margin", "95 % CI", "unit", "status"):
+            table.add_column(col, no_wrap=True, justify="left" if col in ("check", "unit", "status") else "right")
+        for r in rows:
+            table.add_row(*r)
+        s.console.print(table)
         for c in a["checks"]:
             if c["status"] in ("fail", "error") and c.get("reason"):
                 s.console.print(f"  {c['id']}: {c['reason']}", markup=False)
