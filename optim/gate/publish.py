@@ -100,7 +100,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def admitted_entry(results: dict[str, Any], content_sha256: str, source: str) -> dict[str, Any]:
-    """The verify entry for exactly these bytes; raises unless it passed every check."""
+    """The verify entry for exactly these bytes; raises unless every entry for them passed
+    every check (none failed, none errored, at least one passed)."""
     entries = [a for a in results.get("artifacts", []) if a.get("content_sha256") == content_sha256]
     if not entries:
         raise InputError(f"no artifact with content sha256 {content_sha256[:12]}… in {source}: these exact bytes "
@@ -108,7 +109,7 @@ def admitted_entry(results: dict[str, Any], content_sha256: str, source: str) ->
     passing = [a for a in entries if a.get("verdict") == "pass"
                and all(c.get("status") in ("pass", "skipped") for c in a.get("checks", []))
                and any(c.get("status") == "pass" for c in a.get("checks", []))]
-    if not passing:
+    if len(passing) != len(entries):  # fail closed: the same bytes judged twice must pass both times
         bad = [c["id"] for a in entries for c in a.get("checks", []) if c.get("status") in ("fail", "error")]
         raise CheckFailed(f"artifact {content_sha256[:12]}… did not pass verify in {source} "
                           f"(failed or unmeasured checks: {', '.join(bad) or 'none passed'}): it cannot be published")
