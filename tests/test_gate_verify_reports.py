@@ -137,12 +137,15 @@ def test_failing_artifact_gives_exit_1_and_all_reports(arts):
 
 def test_all_pass_exit_0(arts):
     tmp, a = arts
-    evals = {"onnx-int8": eval_report(top1=-0.002, tail=-0.01), "tflite-fp32": eval_report(top1=0.0, tail=0.0)}
+    evals = {"onnx-int8": eval_report(top1=-0.002, tail=-0.01, multilabel=-0.01),
+             "tflite-fp32": eval_report(top1=0.0, tail=0.0, multilabel=0.0)}
     (a[1] / "model.bin").write_bytes(b"\1" * 9_000_000)
     res = run(tmp, a, evals=evals)
     assert res.verdict == "pass" and res.exit_code == 0
     jsonschema.validate(res.report, SCHEMA)
     assert ET.parse(tmp / "reports" / "verify.junit.xml").getroot().get("failures") == "0"
+    # a two-head model: the multi-label head gets its own figure
+    assert (tmp / "reports" / "verify.html").read_text().count("data:image/png;base64,") == 5
 
 
 def test_device_error_gives_exit_3_and_error_in_junit(arts):

@@ -200,5 +200,35 @@ def per_class_delta(report: dict[str, Any]) -> list[tuple[str, bytes]]:
     return out
 
 
+def multilabel_macro_f1(report: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """Per multi-label head: Δ macro-F1 vs FP32 (points, 95 % CI) per artifact, with the budget."""
+    heads: dict[str, list] = {}
+    for a in report["artifacts"]:
+        for hname, h in ((a.get("eval") or {}).get("heads") or {}).items():
+            d = (h.get("delta") or {}).get("macro_f1") or {}
+            if h.get("kind") == "multilabel" and d.get("value") is not None:
+                heads.setdefault(hname, []).append((a, d))
+    out = []
+    for hname, items in heads.items():
+        fig, ax = plt.subplots(figsize=(7, 0.9 + 0.5 * len(items)))
+        for i, (a, d) in enumerate(items):
+            v = 100 * d["value"]
+            lo = 100 * d["ci_low"] if d.get("ci_low") is not None else v
+            hi = 100 * d["ci_high"] if d.get("ci_high") is not None else v
+            ax.errorbar([v], [i], xerr=[[v - lo], [hi - v]], fmt="o", color=ARTIFACT_COLORS[i % 10], capsize=4)
+            thr = a["budget"].get("max_multilabel_macro_f1_drop_pts")
+            if thr is not None:
+                ax.plot([-thr, -thr], [i - 0.4, i + 0.4], color=COLORS["fail"], ls="--", lw=1.5)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set_yticks(range(len(items)), [a["name"] for a, _ in items])
+        ax.set_ylim(len(items) - 0.4, -0.6)
+        ax.set_xlabel("Δ macro-F1 vs FP32 (points; negative = worse; dashed = −budget)")
+        ax.set_title(f"Multi-label head '{hname}': macro-F1 change with 95 % CI (missing labels ignored)", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        out.append((f"Multi-label macro-F1 [{hname}]", _png(fig)))
+    return out
+
+
 def all_plots(report: dict[str, Any]) -> list[tuple[str, bytes]]:
-    return [*per_class_delta(report), *head_vs_tail(report), *latency(report), *size_vs_budget(report)]
+    return [*per_class_delta(report), *head_vs_tail(report), *multilabel_macro_f1(report), *latency(report),
+            *size_vs_budget(report)]
