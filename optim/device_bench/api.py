@@ -12,14 +12,16 @@ from optim.errors import InputError
 
 def bench(artifact: str | Path, device: str = "host", *, threads: int | None = None, runs: int = 100,
           warmup: int = 10, trials: int = 3, cooldown_s: float | None = None, drift_pct: float = DEFAULT_DRIFT_PCT,
-          load_kwargs: dict | None = None, log: Callable[[str], None] | None = None) -> BenchResult:
+          load_kwargs: dict | None = None, measure_memory: bool = True,
+          log: Callable[[str], None] | None = None) -> BenchResult:
     """Benchmark ``artifact`` (checkpoint, artifact directory or .onnx/.tflite/.pte file) on
     ``device``: ``"host"``, a profile name such as ``"pixel6a"``, or an adb serial.
 
     Each of ``trials`` trials runs ``warmup`` untimed and ``runs`` timed single-image (batch 1)
     inferences with ``threads`` CPU threads; statistics are in ms (see
     :mod:`optim.device_bench.stats` for definitions). ``cooldown_s`` between trials defaults
-    to 0 on the host and to the device profile's value on Android.
+    to 0 on the host and to the device profile's value on Android. ``measure_memory`` (host):
+    measure peak memory in a fresh child process (a few seconds more per artifact).
 
     Raises :class:`InputError` (bad arguments or artifact), :class:`optim.errors.ToolError`
     subclasses from :mod:`optim.device_bench.errors` for device/tool failures.
@@ -38,7 +40,7 @@ def bench(artifact: str | Path, device: str = "host", *, threads: int | None = N
         from optim.device_bench.host import bench_host
 
         return bench_host(artifact, threads=threads, runs=runs, warmup=warmup, trials=trials, drift_pct=drift_pct,
-                          cooldown_s=cooldown_s or 0.0, load_kwargs=load_kwargs)
+                          cooldown_s=cooldown_s or 0.0, load_kwargs=load_kwargs, measure_memory=measure_memory)
     from optim.device_bench.android import bench_android
 
     return bench_android(artifact, device, threads=threads, runs=runs, warmup=warmup, trials=trials,
