@@ -132,7 +132,7 @@ def test_per_tag_threshold_override_changes_the_hand_computed_f1(two_head):
 def test_against_itself_every_delta_is_zero_with_zero_width_interval(two_head):
     rep = optim.evaluate(two_head["model"], two_head["golden"], two_head["model"], cache_dir=two_head["cache"], resamples=300)
     d = rep.to_dict()["heads"]
-    for key in ("top1", "head_top1", "tail_top1", "macro_f1"):
+    for key in ("top1", "top2", "top5", "head_top1", "tail_top1", "macro_f1"):
         assert d["category"]["delta"][key] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     assert d["category"]["delta"]["agreement"] == 1.0 and d["category"]["delta"]["mcnemar_p"] == 1.0
     assert d["category"]["delta"]["significant_drops"] == []
@@ -149,6 +149,8 @@ def test_degraded_target_deltas_hand_computed(two_head):
     assert d["top1"]["value"] == pytest.approx(-0.4) and d["top1"]["ci_low"] <= -0.4 <= d["top1"]["ci_high"] <= 0
     # discordant: reference right & target wrong on s1, s3 (b = 2), c = 0 → exact p = 0.5
     assert d["mcnemar_p"] == pytest.approx(0.5)
+    # target top-2 is {b, r} everywhere (r before g on the tie): right on s1, s4, s5 → 0.6; reference 1.0
+    assert cat["metrics"]["top2"] == pytest.approx(0.6) and d["top2"]["value"] == pytest.approx(-0.4)
     # agreement of argmax over the 5 labelled samples: only s4 and s5 (both b)
     assert d["agreement"] == pytest.approx(0.4)
     assert d["tail_top1"]["value"] == 0.0 and d["head_top1"]["value"] == pytest.approx(-0.5)

@@ -8,7 +8,7 @@ JSON schema (version 1) — the contract with the gate; fields may be added, nev
      "n_samples": int,
      "heads": {HEAD: {"kind": "multiclass", "n_used", "metrics": {"top1", "top2", "top5", "macro_f1",
                       "ece", "head_top1", "tail_top1"}, "tail_classes", "per_class": [...],
-                      "delta": null | {"top1"|"head_top1"|"tail_top1"|"macro_f1": {"value", "ci_low", "ci_high"},
+                      "delta": null | {"top1"|"top2"|"top5"|"head_top1"|"tail_top1"|"macro_f1": {"value", "ci_low", "ci_high"},
                                        "per_class": [...], "agreement", "mcnemar_p", "significant_drops"}},
                HEAD2: {"kind": "multilabel", "n_used", "n_ignored", "metrics": {"macro_f1", ...},
                        "per_tag": [...], "delta": null | {"macro_f1": {...}, "agreement"}}},
