@@ -59,6 +59,9 @@ COMMAND_MODULES = (
     "eval_cmd",
     "bench_cmd",
     "devices_cmd",
+    "verify_cmd",
+    "publish_cmd",
+    "prune_cmd",
 )
 
 
