@@ -7,6 +7,8 @@ Accepted (see :func:`load_checkpoint`):
 * a ``state_dict`` — raw, or nested under ``state_dict`` / ``model`` / ``model_state_dict`` /
   ``net``, with or without DataParallel's ``module.`` prefix — plus an architecture
   reference (``torchvision:resnet18(num_classes=250)`` or ``package.module:factory(...)``);
+* a pruned checkpoint (``state_dict`` + ``channel_spec``, written by ``optim prune``; see
+  :mod:`optim.optimize.channel_spec`), read with ``weights_only=True`` like a state_dict;
 * a whole pickled ``nn.Module`` only with ``trust_pickle=True``.
 
 Everything else is read with ``torch.load(weights_only=True)``, which never runs code from
@@ -39,7 +41,7 @@ class LoadedModel:
         card: the model card (from the card file, or inferred — see ``card_inferred``).
         path: the checkpoint file.
         sha256: hex sha256 of the checkpoint file's bytes (provenance).
-        source_format: ``exported_program`` | ``torchscript`` | ``state_dict`` | ``pickled_module``.
+        source_format: ``exported_program`` | ``torchscript`` | ``state_dict`` | ``pruned_state_dict`` | ``pickled_module``.
         card_path: the card file read, or None when the card was inferred.
     """
 
@@ -221,14 +223,21 @@ def _load_model_object(path: Path, arch: str | None, trust_pickle: bool) -> tupl
             f"{path} is not a checkpoint optim can use: it holds a {kind}{keys}, not a state_dict, "
             f"module, TorchScript or ExportedProgram (state_dicts may be nested under {list(STATE_DICT_KEYS)})"
         )
+    pruned = isinstance(obj, dict) and bool(obj.get("optim_pruned"))  # see optim.optimize.channel_spec
+    if pruned and not arch and isinstance(obj.get("architecture"), str):
+        arch = obj["architecture"]
     if not arch:
         raise InputError(
             f"{path} holds a state_dict, which needs an architecture: pass --arch "
             "'torchvision:resnet18(num_classes=10)' or set `architecture` in the model card"
         )
     model = build_architecture(arch)
+    if pruned:
+        from optim.optimize.channel_spec import apply_channel_spec
+
+        apply_channel_spec(model, obj.get("channel_spec", {}), sd, str(path))
     load_state_dict_strict(model, sd, str(path))
-    return model, "state_dict"
+    return model, "pruned_state_dict" if pruned else "state_dict"
 
 
 def set_eval_mode(model) -> Any:

@@ -1,0 +1,367 @@
+"""Quantization-aware training (QAT) with PT2E, distilled from the FP32 teacher.
+
+One QAT run per quantizer backend, then the same exports as PTQ:
+
+* ``xnnpack`` — torchao PT2E ``prepare_qat_pt2e`` with ExecuTorch's ``XNNPACKQuantizer``
+  (symmetric per-channel INT8 weights, asymmetric per-tensor INT8 activations, fake-quantized
+  in training) → ``convert_pt2e`` → two artifacts:
+  - ``pte-int8``: ``to_edge_transform_and_lower`` with the XNNPACK partitioner → ``model.pte``;
+  - ``onnx-int8``: the converted graph's quantize/dequantize ops exported by
+    ``torch.onnx.export(dynamo=True)`` as ONNX QuantizeLinear/DequantizeLinear (QDQ) pairs,
+    which ONNX Runtime runs as INT8 kernels. (The QAT-trained scales are kept; this replaces
+    NNCF's separate QAT so that one training run serves both formats.)
+* ``litert`` — the same with litert-torch's ``PT2EQuantizer`` (``is_qat=True``) →
+  ``litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=...))`` → ``model.tflite``
+  (``tflite-int8``).
+
+Training = :func:`optim.optimize.finetune.finetune` on the prepared graph (distillation loss
+from the FP32 teacher, gradient health, resumable run per backend in ``OUT/qat-<backend>.run``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optim.errors import InputError, ToolError
+from optim.model_card import ModelCard
+from optim.optimize.finetune import FinetuneConfig, TrainingDiverged, finetune
+from optim.optimize.ptq import STATUS_EXPORT_FAILED, STATUS_OK, FormatResult, QuantizeResult
+
+BACKEND_FORMATS = {"xnnpack": ("pte", "onnx"), "litert": ("tflite",)}
+FORMAT_BACKEND = {f: b for b, fs in BACKEND_FORMATS.items() for f in fs}
+
+
+# ---- quantizers ---------------------------------------------------------------------------
+def xnnpack_qat_quantizer():
+    """ExecuTorch's XNNPACKQuantizer, per-channel symmetric weights, QAT fake-quant."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+
+
+def litert_qat_quantizer():
+    """litert-torch's PT2EQuantizer, per-channel symmetric weights, ``is_qat=True``."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+
+
+@contextlib.contextmanager
+def _litert_pattern_shim():
+    """litert-torch 0.10.0 hands plain functions (conv+BN patterns) to torchao's
+    ``_get_aten_graph_module_for_pattern``, which calls ``torch.export.export``; torch 2.13
+    only exports ``nn.Module``s, so QAT annotation of conv+BN fails. Wrap the pattern in
+    torchao's ``WrapperModule`` (what torchao does for its own patterns) while preparing."""
+    import torch
+    import litert_torch.quantize.pt2e_quantizer_utils as utils
+    from torchao.quantization.pt2e.export_utils import WrapperModule
+
+    original = utils._get_aten_graph_module_for_pattern
+
+    def wrapped(pattern, *args, **kwargs):
+        return original(pattern if isinstance(pattern, torch.nn.Module) else WrapperModule(pattern), *args, **kwargs)
+
+    utils._get_aten_graph_module_for_pattern = wrapped
+    try:
+        yield
+    finally:
+        utils._get_aten_graph_module_for_pattern = original
+
+
+def prepare_qat(model, card: ModelCard, backend: str, batch_size: int):
+    """``torch.export`` (dynamic batch) → ``prepare_qat_pt2e`` with the backend's quantizer.
+
+    Returns ``(prepared graph module in train mode, quantizer)``. Raises ToolError if export
+    or preparation fails.
+    """
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    if backend not in BACKEND_FORMATS:
+        raise InputError(f"unknown QAT backend {backend!r}; known: {', '.join(BACKEND_FORMATS)}")
+    x = torch.zeros((max(2, batch_size), *card.input.shape[1:]))
+    try:
+        gm = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},)).module()
+    except Exception as e:
+        raise ToolError(f"QAT: torch.export failed ({type(e).__name__}: {e})") from e
+    try:
+        if backend == "xnnpack":
+            quantizer = xnnpack_qat_quantizer()
+            prepared = prepare_qat_pt2e(gm, quantizer)
+        else:
+            quantizer = litert_qat_quantizer()
+            with _litert_pattern_shim():
+                prepared = prepare_qat_pt2e(gm, quantizer)
+    except Exception as e:
+        raise ToolError(f"QAT: prepare_qat_pt2e with the {backend} quantizer failed ({type(e).__name__}: {e})") from e
+    return prepared, quantizer
+
+
+def convert_qat(prepared, fold_quantize: bool = True):
+    """Eval mode + ``convert_pt2e``: fake-quant → quantize/dequantize ops with the learnt scales.
+    (litert-torch wants unfolded weight quantization: ``fold_quantize=False``, as in PTQ.)"""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    move_exported_model_to_eval(prepared)
+    converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    move_exported_model_to_eval(converted)
+    return converted
+
+
+# ---- lowering -----------------------------------------------------------------------------
+def lower_pte(converted, card: ModelCard, out_dir: Path) -> dict[str, Any]:
+    """Converted graph → ``model.pte`` (XNNPACK-delegated). Returns the recipe."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    ep = torch.export.export(converted, (torch.zeros(card.input.shape),))
+    prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model.pte").write_bytes(prog.buffer)
+    return {"lowering": "executorch.exir.to_edge_transform_and_lower(XnnpackPartitioner)", "file": "model.pte"}
+
+
+def lower_onnx(converted, card: ModelCard, out_dir: Path) -> dict[str, Any]:
+    """Converted graph → ``model.onnx`` with QDQ pairs (torch.onnx.export, dynamo). Returns the recipe."""
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(converted, (torch.zeros(card.input.shape),), str(out_dir / "model.onnx"), dynamo=True, opset_version=18,
+                      input_names=[card.input.name], output_names=[h.name for h in card.heads], verbose=False)
+    return {"lowering": "torch.onnx.export(dynamo=True, opset 18): quantized_decomposed ops → QuantizeLinear/DequantizeLinear",
+            "file": "model.onnx"}
+
+
+def lower_tflite(converted, card: ModelCard, quantizer, out_dir: Path) -> dict[str, Any]:
+    """Converted graph → ``model.tflite`` (litert-torch with the same PT2E quantizer). Returns the recipe."""
+    import torch
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    edge = litert_torch.convert(converted, (torch.zeros(card.input.shape),), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    edge.export(str(out_dir / "model.tflite"))
+    return {"lowering": "litert_torch.convert(quant_config=QuantConfig(pt2e_quantizer=PT2EQuantizer(is_qat=True)))", "file": "model.tflite"}
+
+
+def lower(fmt: str, converted, card: ModelCard, quantizer, out_dir: Path) -> dict[str, Any]:
+    if fmt == "pte":
+        return lower_pte(converted, card, out_dir)
+    if fmt == "onnx":
+        return lower_onnx(converted, card, out_dir)
+    if fmt == "tflite":
+        return lower_tflite(converted, card, quantizer, out_dir)
+    raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMAT_BACKEND)}")
+
+
+# ---- the whole job ------------------------------------------------------------------------
+@dataclass
+class QatResult(QuantizeResult):
+    """:class:`optim.optimize.ptq.QuantizeResult` plus the training runs (per backend)."""
+
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "method": "qat", "training": self.training}
+
+
+def _artifact_specs(fmt: str, target: Path, card: ModelCard) -> tuple[list[dict], list[dict]]:
+    """Input/output tensor specs for ``artifact.json``, read back from the written file."""
+    if fmt == "onnx":
+        from optim.runtimes.onnx_format import _tensor_specs
+
+        return _tensor_specs(target, card)
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from optim.runtimes.tflite_format import _ordered_outputs, _tensor_spec
+
+        it = Interpreter(model_path=str(target))
+        heads = [h.name for h in card.heads]
+        return ([_tensor_spec(d) for d in it.get_input_details()],
+                [_tensor_spec(d, heads[i] if i < len(heads) else None) for i, d in enumerate(_ordered_outputs(it))])
+    # pte: the XNNPACK program takes and returns float32 (quantize/dequantize run inside)
+    inputs = [{"name": card.input.name, "shape": list(card.input.shape), "dtype": "float32", "layout": "NCHW", "quantization": None}]
+    outputs = [{"name": f"output_{i}", "shape": [card.input.shape[0], h.num_classes], "dtype": "float32", "head": h.name,
+                "quantization": None} for i, h in enumerate(card.heads)]  # as optim.runtimes.executorch_format writes them
+    return inputs, outputs
+
+
+FORMAT_LIBRARIES = {
+    "pte": ("torch", "torchao", "executorch"),
+    "onnx": ("torch", "torchao", "executorch", "onnx", "onnxscript", "onnxruntime"),
+    "tflite": ("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert"),
+}
+
+
+def _export_artifact(fmt: str, converted, quantizer, card: ModelCard, out_dir: Path, *, source: dict[str, Any],
+                     training: dict[str, Any], check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray],
+                     threads: int | None) -> FormatResult:
+    """Lower one format into a staging dir, write ``artifact.json`` (issue-3 writer), check it on
+    its host runtime against the FP32 teacher, then move it to ``out_dir/<format>-int8``."""
+    from optim.optimize.export_checks import compare_outputs, summarize_check
+    from optim.runtimes.artifact import Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
+    from optim.runtimes.registry import ExportFailed, get_format
+
+    scheme = "int8"
+    final = out_dir / artifact_dir_name(fmt, scheme)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
+    t0 = time.perf_counter()
+    try:
+        try:
+            recipe = lower(fmt, converted, card, quantizer, staging)
+            files = sorted(p.name for p in staging.iterdir() if p.is_file())
+            inputs, outputs = _artifact_specs(fmt, staging / recipe["file"], card)
+        except InputError:
+            raise
+        except Exception as e:
+            raise ExportFailed(fmt, scheme, e) from e
+        seconds = time.perf_counter() - t0
+        recipe = {**recipe, "method": "qat", "quantizer": FORMAT_BACKEND[fmt], "training": training,
+                  "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor (learnt in QAT)",
+                  "export_seconds": round(seconds, 3)}
+        artifact = write_metadata(staging, fmt=fmt, scheme=scheme, files=files, card=card, inputs=inputs, outputs=outputs,
+                                  source=source, calibration=None, recipe=recipe,
+                                  versions={"optim": library_versions("optim")["optim"], **library_versions(*FORMAT_LIBRARIES[fmt])})
+        try:
+            module = get_format(fmt)
+        except ToolError as e:  # the host runtime of this format is not built yet: say so
+            check = {"reference": "torch eager FP32", "passed": None, "skipped": f"no host runtime for {fmt}: {e}"}
+        else:
+            try:
+                runtime = module.open_artifact(artifact, threads)
+                candidate = runtime.predict(check_batch)
+                runtime.close()
+            except Exception as e:
+                raise ExportFailed(fmt, scheme, RuntimeError(f"the exported artifact does not run on its host runtime: {type(e).__name__}: {e}")) from e
+            check = summarize_check(compare_outputs(reference, candidate, card), scheme, len(check_batch), check_desc)
+        update_metadata(artifact, checks=check)
+        if final.exists():
+            shutil.rmtree(final)
+        staging.chmod(0o755)
+        staging.rename(final)
+    except ExportFailed as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, export_seconds=time.perf_counter() - t0, error=str(e), operator=e.operator)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return FormatResult(fmt, scheme, STATUS_OK, artifact_dir=final, size_bytes=Artifact.load(final).size_bytes,
+                        export_seconds=seconds, check=check)
+
+
+def quantize_qat(
+    checkpoint: str | Path,
+    *,
+    train: str | Path,
+    formats: str | Sequence[str] = ("onnx", "tflite", "pte"),
+    golden: str | Path | None = None,
+    teacher: str | Path | None = None,
+    config: FinetuneConfig | None = None,
+    out: str | Path = "artifacts-qat",
+    threads: int | None = None,
+    load_kwargs: dict[str, Any] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    on_result: Callable[[FormatResult], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
+) -> QatResult:
+    """QAT with distillation from the checkpoint (the FP32 teacher), then INT8 exports.
+
+    Args:
+        checkpoint: the FP32 model to quantize (a pruned checkpoint works); also the teacher
+            unless ``teacher`` is given.
+        train: train split (golden-set format or an image-folder tree), never the gate's golden set.
+        formats: ``onnx``, ``tflite``, ``pte`` (sequence or comma-separated).
+        golden: the gate's golden set; training on it is refused.
+        teacher: checkpoint of the FP32 teacher (default: ``checkpoint`` itself). For
+            pruned + QAT, pass the unpruned original; its card must have the same heads.
+        config: fine-tuning settings (epochs, lr, α, T …); default ``FinetuneConfig(epochs=1, lr=1e-4)``.
+        out: artifacts go to ``<out>/<format>-int8/``; runs to ``<out>/qat-<backend>.run/``.
+
+    Returns:
+        :class:`QatResult`; ``exit_code`` 3 if any format failed (the others still complete).
+
+    Raises:
+        InputError: bad checkpoint, formats, training data, or training data = golden set.
+        TrainingDiverged: NaN/inf during QAT.
+    """
+    import torch
+
+    from optim.checkpoint import load_checkpoint
+    from optim.optimize.ptq import _as_list
+    from optim.optimize.train_data import TrainSet, check_not_golden
+    from optim.runtimes.base import TorchRuntime
+
+    info = on_info or (lambda m: None)
+    fmts = _as_list(formats, tuple(FORMAT_BACKEND), "format")
+    config = config or FinetuneConfig(epochs=1, lr=1e-4)
+    check_not_golden(train, golden)
+    loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
+    card, teacher_model = loaded.card, loaded.model
+    if teacher is not None:
+        t_loaded = load_checkpoint(teacher, **(load_kwargs or {}))
+        if [(h.name, h.kind, h.labels) for h in t_loaded.card.heads] != [(h.name, h.kind, h.labels) for h in card.heads]:
+            raise InputError(f"teacher {teacher}: its heads differ from {checkpoint}'s; distillation needs the same heads and labels")
+        teacher_model = t_loaded.model
+    data = TrainSet.load(train, card)
+    n_check = min(len(data), 64)
+    idx = np.random.default_rng(config.seed).permutation(len(data))[:n_check]
+    check_batch = data.images(idx, card)
+    check_desc = f"{n_check} training images (seed {config.seed})"
+    reference = TorchRuntime(loaded.model, card, threads=threads).predict(check_batch)
+    source = {"checkpoint": str(loaded.path), "sha256": loaded.sha256, "source_format": loaded.source_format,
+              "card": str(loaded.card_path) if loaded.card_path else None}
+    out_dir = Path(out)
+    result = QatResult(checkpoint=loaded.path, out_dir=out_dir)
+    by_backend = {b: [f for f in fs if f in fmts] for b, fs in BACKEND_FORMATS.items()}
+    for backend, backend_fmts in by_backend.items():
+        if not backend_fmts:
+            continue
+        run_dir = out_dir / f"qat-{backend}.run"
+        info(f"QAT ({backend} quantizer) for {', '.join(backend_fmts)}: {len(data)} images, {config.epochs} epoch(s), run log {run_dir / 'run_log.jsonl'}")
+        t0 = time.perf_counter()
+        try:
+            prepared, quantizer = prepare_qat(copy.deepcopy(loaded.model), card, backend, config.batch_size)
+            ft = finetune(prepared, teacher_model, card, data, config, run_dir, resume=resume, progress=progress,
+                          on_warning=on_warning, desc=f"QAT {backend}")
+            converted = convert_qat(prepared, fold_quantize=backend == "xnnpack")
+        except (InputError, TrainingDiverged):
+            raise
+        except Exception as e:
+            from optim.runtimes.registry import ExportFailed
+
+            for fmt in backend_fmts:
+                err = ExportFailed(fmt, "int8", RuntimeError(f"QAT with the {backend} quantizer failed: {type(e).__name__}: {e}"))
+                r = FormatResult(fmt, "int8", STATUS_EXPORT_FAILED, error=str(err))
+                result.results.append(r)
+                if on_result:
+                    on_result(r)
+            continue
+        training = {"backend": backend, "steps": ft.steps, "final_loss": ft.final_loss, "seconds": round(time.perf_counter() - t0, 1),
+                    "run_log": str(ft.log_path), "config": config.to_dict(), "train_manifest": str(data.manifest),
+                    "n_train": len(data), "gradient_warnings": len(ft.warnings),
+                    "teacher": str(teacher or loaded.path)}
+        result.training[backend] = training
+        for fmt in backend_fmts:
+            with torch.no_grad():
+                r = _export_artifact(fmt, converted, quantizer, card, out_dir, source=source, training=training,
+                                     check_batch=check_batch, check_desc=check_desc, reference=reference, threads=threads)
+            result.results.append(r)
+            if on_result:
+                on_result(r)
+    return result
