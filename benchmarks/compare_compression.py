@@ -156,6 +156,13 @@ def main() -> None:
             add("QAT INT8", r.format, r.artifact_dir, r.status, r.error)
     if "pruned" in parts:
         pr = _pruned_part(args, wd, ckpt, golden, train_dir, formats, qat_cfg, timings, add)
+    if "pruned-qat" in parts:  # QAT of a distilled pruned student written by an earlier --parts pruned run
+        t = time.perf_counter()
+        pq = quantize_qat(wd / "cmp-pruned30-distilled.pt", teacher=ckpt, train=train_dir, golden=golden, formats=formats,
+                          config=qat_cfg, out=wd / "cmp-pruned30-qat-b", progress=False, on_info=print)
+        timings["pruned_qat_s"] = time.perf_counter() - t
+        for r in pq.results:
+            add("pruned 30 % + QAT INT8", r.format, r.artifact_dir, r.status, r.error)
     _write(args, parts, demo, ckpt, golden, train_dir, pr, qat_cfg, timings, rows, t_start)
 
 
