@@ -89,6 +89,14 @@ def main() -> None:
                 if key not in seen:
                     seen.add(key)
                     out["rows"].append(row)
+        distilled = Path(out["demo"]["checkpoint"]).parent / "cmp-pruned30-distilled.pt"
+        label_only = distilled.with_name("cmp-pruned30-label-only.pt")
+        if distilled.is_file() and label_only.is_file():  # the paired comparison of the two students
+            from optim.golden_sets.evaluate import evaluate
+
+            rep = evaluate(str(distilled), out["demo"]["golden"], str(label_only)).to_dict()
+            (head,) = rep["heads"].values()
+            out["distilled_vs_label_only"] = {k: head["delta"][k] for k in ("top1", "tail_top1", "head_top1", "macro_f1", "mcnemar_p")}
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "compression.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
         (RESULTS / "compression.md").write_text(to_markdown(out))
@@ -240,6 +248,11 @@ def to_markdown(out: dict) -> str:
         lines += ["", f"Pruning: ratio 0.3 (L1), parameters {p['before']['parameters']:,} → {p['after']['parameters']:,}, "
                   f"MACs {p['before']['macs']:,} → {p['after']['macs']:,}. Timings (s): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in out["timings_s"].items()) + "."]
+    d = out.get("distilled_vs_label_only")
+    if d:
+        lines += ["", "Distilled vs label-only fine-tuning of the same pruned student (same pruning, seed, epochs), paired on the "
+                      f"golden set: Δ top-1 {_pp(d['top1'])} pp, Δ tail top-1 {_pp(d['tail_top1'])} pp, "
+                      f"Δ macro-F1 {_pp(d['macro_f1'])} pp, McNemar p = {d['mcnemar_p']:.3g}."]
     return "\n".join(lines) + "\n"
 
 
