@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", default="onnx,tflite,pte")
     ap.add_argument("--work", type=Path, default=HERE / "out" / "bench_noise")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_noise.json")
+    ap.add_argument("--reuse", action="store_true", help="Reuse artifacts already exported into --work.")
     args = ap.parse_args(argv)
 
     import optim
@@ -89,18 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     export_notes: dict[str, str] = {}
     for fmt in args.formats.split(","):
         t0 = time.time()
+        d = args.work / "artifacts" / f"{fmt}-int8"
+        if args.reuse and (d / "artifact.json").is_file():
+            targets.append((f"{fmt}-int8", d))
+            export_notes[fmt] = "reused an earlier export"
+            continue
         try:
             q = optim.quantize(ckpt, formats=fmt, scheme="int8", calib=calib, out=args.work / "artifacts")
         except Exception as e:  # a format whose exporter is not on this branch / fails: say so, go on
             export_notes[fmt] = f"not measured: {type(e).__name__}: {e}"
             print(f"{fmt}: {export_notes[fmt]}", file=sys.stderr)
             continue
-        d = args.work / "artifacts" / f"{fmt}-int8"
         if d.is_dir():
             targets.append((f"{fmt}-int8", d))
             export_notes[fmt] = f"exported in {time.time() - t0:.0f} s"
         else:
-            export_notes[fmt] = f"not measured: export reported {q}"
+            errors = [r.error for r in getattr(q, "results", []) if getattr(r, "error", None)]
+            export_notes[fmt] = f"not measured: {'; '.join(errors) or q}"
         print(f"{fmt}: {export_notes[fmt]}", file=sys.stderr)
 
     rows = []
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"artifact": name, "format": r.format, "threads": threads,
                          "trials_p95_ms": r.trials_p95_ms, "trial_spread_pct": r.trial_spread_pct,
                          "p50_ms": r.latency.p50, "p95_ms": r.latency.p95, "p99_ms": r.latency.p99,
-                         "p95_ci_ms": r.p95_ci_ms, "peak_memory_mb": r.peak_memory_mb,
+                         "p95_ci_ms": r.p95_ci_ms, "peak_memory_mb": r.peak_memory_mb, "memory_method": r.memory_method,
                          "load_avg_1min_before": before, "load_avg_1min_after": load_avg(), "warnings": r.warnings})
             print(f"{name} threads={threads}: p95 {r.latency.p95:.3f} ms, trials {[round(t, 3) for t in r.trials_p95_ms]}, "
                   f"spread {r.trial_spread_pct:.1f} %", file=sys.stderr)

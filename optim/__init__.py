@@ -12,6 +12,8 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.quantize_qat` — QAT (PT2E) distilled from the FP32 model, INT8 artifacts;
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
 * :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
+* :func:`optim.verify` — the release gate (size, accuracy vs FP32, p95 per device → verdicts, reports);
+* :func:`optim.publish` — an artifact that passed verify → an atomic, content-addressed release.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ _API = {
     "build_golden_set_from_images": "optim.golden_sets.build",
     "bench": "optim.device_bench.api",
     "BenchResult": "optim.device_bench.result",
+    "verify": "optim.gate.verify",
+    "publish": "optim.gate.publish",
     "prune": "optim.optimize.pruning",
     "save_pruned": "optim.optimize.pruning",
     "finetune": "optim.optimize.finetune",

@@ -199,7 +199,7 @@ def test_old_benchmark_model_build_reports_p95_unavailable_not_estimated(adb, to
     assert any("no percentiles" in w for w in r["warnings"])
     table = CliRunner().invoke(cli, ["bench", str(models["model.tflite"]), "--device", "pixel6a", "--runs", "20",
                                      "--trials", "1", "--cooldown", "0"])
-    assert "n/a" in table.output and "not measured by the tool" in table.output
+    assert "n/a" in table.output and "not measured (n/a)" in table.output
 
 
 def test_thermal_rise_and_missing_cpufreq_are_warned(adb, tools, models):
@@ -210,6 +210,14 @@ def test_thermal_rise_and_missing_cpufreq_are_warned(adb, tools, models):
     assert any("NOT pinned" in w for w in r.warnings)
     assert any("thermal status" in w for w in r.warnings)
     assert [t["after"]["status"] for t in r.thermal][-1] > 0
+
+
+def test_cool_down_waits_longer_while_the_phone_is_throttling(adb, tools, models):
+    adb.fault("hot")  # thermal status rises with every reading and never falls
+    r = optim.bench(models["model.tflite"], "pixel6a", runs=5, warmup=0, trials=2, cooldown_s=0.05)
+    waited = r.thermal[0]["cooldown_s"]
+    assert 0.05 < waited <= 0.15 + 1e-9  # kept waiting, but no more than 3 × the cool-down
+    assert "cooldown_s" not in r.thermal[-1]  # no cool-down after the last trial
 
 
 def test_device_that_drops_once_is_retried(adb, tools, models):

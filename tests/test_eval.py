@@ -95,7 +95,12 @@ def test_two_head_model_every_figure_hand_computed(two_head):
     assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
     # tail = b (10 < 50 training images): s4 right → 1.0; head samples s1, s2, s3, s5 → 0.5
     assert cat["tail_classes"] == ["b"] and m["tail_top1"] == 1.0 and m["head_top1"] == 0.5
-    assert 0 < m["ece"] < 1
+    # ECE, 15 bins: s1–s4 have confidence p1 = e^10/(e^10 + 2) (bin 15), 3 of 4 right; s5 has
+    # logits (10·200/255, 0, 10) → confidence p5 = 1/(1 + e^(10·200/255 − 10) + e^-10) (bin 14), wrong
+    p1 = np.exp(10) / (np.exp(10) + 2)
+    p5 = 1 / (1 + np.exp(10 * 200 / 255 - 10) + np.exp(-10))
+    assert 14 / 15 < p1 and 13 / 15 < p5 <= 14 / 15
+    assert m["ece"] == pytest.approx(4 / 5 * abs(3 / 4 - p1) + 1 / 5 * p5, abs=1e-6)
     rows = {r["label"]: r for r in cat["per_class"]}
     assert (rows["r"]["precision"], rows["r"]["recall"], rows["r"]["support"]) == (0.5, 0.5, 2)
     assert (rows["g"]["precision"], rows["g"]["recall"]) == (1.0, 0.5) and rows["b"]["recall"] == 1.0
@@ -127,7 +132,7 @@ def test_per_tag_threshold_override_changes_the_hand_computed_f1(two_head):
 def test_against_itself_every_delta_is_zero_with_zero_width_interval(two_head):
     rep = optim.evaluate(two_head["model"], two_head["golden"], two_head["model"], cache_dir=two_head["cache"], resamples=300)
     d = rep.to_dict()["heads"]
-    for key in ("top1", "head_top1", "tail_top1", "macro_f1"):
+    for key in ("top1", "top2", "top5", "head_top1", "tail_top1", "macro_f1"):
         assert d["category"]["delta"][key] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     assert d["category"]["delta"]["agreement"] == 1.0 and d["category"]["delta"]["mcnemar_p"] == 1.0
     assert d["category"]["delta"]["significant_drops"] == []
@@ -144,6 +149,8 @@ def test_degraded_target_deltas_hand_computed(two_head):
     assert d["top1"]["value"] == pytest.approx(-0.4) and d["top1"]["ci_low"] <= -0.4 <= d["top1"]["ci_high"] <= 0
     # discordant: reference right & target wrong on s1, s3 (b = 2), c = 0 → exact p = 0.5
     assert d["mcnemar_p"] == pytest.approx(0.5)
+    # target top-2 is {b, r} everywhere (r before g on the tie): right on s1, s4, s5 → 0.6; reference 1.0
+    assert cat["metrics"]["top2"] == pytest.approx(0.6) and d["top2"]["value"] == pytest.approx(-0.4)
     # agreement of argmax over the 5 labelled samples: only s4 and s5 (both b)
     assert d["agreement"] == pytest.approx(0.4)
     assert d["tail_top1"]["value"] == 0.0 and d["head_top1"]["value"] == pytest.approx(-0.5)
@@ -312,3 +319,17 @@ def test_onnx_artifacts_evaluated_against_the_fp32_checkpoint(resnet18_ckpt, dig
     assert len(delta["per_class"]) == 10 and 0.0 <= delta["agreement"] <= 1.0
     assert delta["top1"]["ci_low"] <= delta["top1"]["value"] <= delta["top1"]["ci_high"]
     assert not np.allclose(int8.logits["class"], int8.ref_logits["class"], atol=1e-6)  # really the quantized graph
+
+
+def test_explicit_tail_classes_override_training_counts(two_head):
+    d = optim.evaluate(two_head["model"], two_head["golden"], tail_classes={"": ["g"]}, cache_dir=two_head["cache"]).to_dict()
+    cat = d["heads"]["category"]
+    # tail = g: samples s2 (wrong), s3 (right) → 0.5; head = s1, s4, s5 → 2/3
+    assert cat["tail_classes"] == ["g"] and cat["tail_source"] == "explicit"
+    assert cat["metrics"]["tail_top1"] == 0.5 and cat["metrics"]["head_top1"] == pytest.approx(2 / 3)
+    with pytest.raises(InputError, match="has no head 'nope'"):
+        optim.evaluate(two_head["model"], two_head["golden"], tail_classes={"nope": ["g"]}, cache_dir=two_head["cache"])
+    r = CliRunner().invoke(cli, ["eval", str(two_head["model"]), "--golden", str(two_head["golden"]), "--tail-class", "category=g",
+                                 "--cache-dir", str(two_head["cache"]), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["heads"]["category"]["tail_classes"] == ["g"]

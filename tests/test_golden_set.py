@@ -213,3 +213,29 @@ def test_summary_warns_about_classes_without_golden_images(folder):
     assert by["cat"]["images"] == 3 and by["fox"]["images"] == 0 and by["eel"]["train_count"] == 4
     assert h["tail_classes"] == ["eel", "fox"]
     assert any("no golden image" in w and "fox" in w for w in h["warnings"])
+
+
+def test_cli_build_rehashes_an_existing_manifest_and_takes_explicit_tails(tmp_path):
+    from click.testing import CliRunner
+
+    from optim.cli.main import cli
+
+    root = tmp_path / "g"
+    for i in range(2):
+        _png(root / "img" / f"{i}.png", i)
+    _write_csv(root / "manifest.csv", "id,path,category,pattern:striped\na,img/0.png,shirt,1\nb,img/1.png,shoe,\n")
+    r = CliRunner().invoke(cli, ["golden", "build", str(root), "--tail-class", "category=shoe", "--json"])
+    assert r.exit_code == 0, r.output
+    gs = GoldenSet.load(root)
+    assert set(gs.heads) == {"category", "pattern"}  # multi-label columns kept, not rebuilt from folders
+    assert gs.tail_classes == {"category": ["shoe"]} and gs.verify().ok
+    assert summarize(gs)["heads"]["category"]["tail_classes"] == ["shoe"]
+    r = CliRunner().invoke(cli, ["golden", "build", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2
+
+
+def test_deleting_train_counts_is_named_by_verify(folder):
+    build_from_image_folder(folder, train_counts={"cat": 500, "dog": 120, "eel": 4})
+    (folder / "train_counts.json").unlink()
+    v = GoldenSet.load(folder).verify()
+    assert not v.ok and v.missing == ("train_counts.json",)

@@ -193,6 +193,10 @@ def test_operator_from_error():
 
     assert operator_from_error(RuntimeError("no lowering for aten::upsample_bicubic2d")) == "aten::upsample_bicubic2d"
     assert operator_from_error(RuntimeError("Could not find an implementation for QLinearConv(10) node with name 'x'")) == "QLinearConv"
+    ort_msg = ("the exported artifact does not run on its host runtime: Fail: [ONNXRuntimeError] : 1 : FAIL : Non-zero status "
+               "code returned while running QLinearConv node. Name:'node_Conv_814' Status Message: qlinearconv.cc:75 static void "
+               "onnxruntime::QLinearConv<ActType>::ComputeOffset(onnxruntime::OpKernelContext*, ActType&, ActType&)")
+    assert operator_from_error(RuntimeError(ort_msg)) == "QLinearConv"
     chained = RuntimeError("export failed")
     chained.__cause__ = ValueError("unsupported: aten.native_group_norm.default")
     assert operator_from_error(chained) == "aten.native_group_norm.default"

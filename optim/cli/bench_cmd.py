@@ -21,11 +21,12 @@ def _ms(v: float | None) -> str:
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed iterations before each trial.")
 @click.option("--trials", type=click.IntRange(min=1), default=3, show_default=True, help="Independent trials (their p95 spread is reported).")
 @click.option("--cooldown", "cooldown_s", type=click.FloatRange(min=0), help="Seconds between trials (default: 0 on host, the profile's value on Android).")
+@click.option("--no-memory", is_flag=True, help="Host: skip the peak-memory measurement (a fresh child process per artifact).")
 @click.option("--output", "output", type=click.Path(dir_okay=False), help="Also write the JSON result(s) to this file.")
 @checkpoint_options
 @json_option
 def command(artifacts: tuple[str, ...], device: str, threads: int | None, runs: int, warmup: int, trials: int,
-            cooldown_s: float | None, output: str | None, load_kwargs: dict, as_json: bool) -> None:
+            cooldown_s: float | None, no_memory: bool, output: str | None, load_kwargs: dict, as_json: bool) -> None:
     """Measure single-image (batch 1) latency of each ARTIFACT (checkpoint, artifact directory or
     .onnx/.tflite/.pte file) and print p50/p95/p99 in ms, the p95 spread between trials and peak
     memory (MB = 10^6 bytes).
@@ -45,7 +46,7 @@ def command(artifacts: tuple[str, ...], device: str, threads: int | None, runs: 
     for path in artifacts:
         s.info(f"benchmarking {path} on {device} ({trials} × ({warmup} warm-up + {runs} runs))")
         r = bench(path, device, threads=threads, runs=runs, warmup=warmup, trials=trials, cooldown_s=cooldown_s,
-                  load_kwargs=load_kwargs, log=s.info)
+                  load_kwargs=load_kwargs, measure_memory=not no_memory, log=s.info)
         results.append(r)
         for w in r.warnings:
             s.info(f"[yellow]warning ({path}): {w}[/yellow]")
@@ -67,4 +68,4 @@ def command(artifacts: tuple[str, ...], device: str, threads: int | None, runs: 
                                ["artifact", "p50", "p95", "p99", "p95 CI95", "spread", "peak MB"], rows))
     unavailable = sorted({u for r in results for u in r.unavailable})
     if unavailable:
-        s.console.print(f"not measured by the tool (n/a): {', '.join(unavailable)}")
+        s.console.print(f"not measured (n/a): {', '.join(unavailable)}")

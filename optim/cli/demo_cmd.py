@@ -12,18 +12,29 @@ from optim.cli.output import json_option, make_table, print_json, state
 @click.option("--retrain", is_flag=True, help="Train again even if WORKDIR holds a run with the same recipe.")
 @click.option("--epochs", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--release/--no-release", default=True, show_default=True,
+              help="After training: quantize (ONNX, TFLite, ExecuTorch INT8) → verify on the host → publish.")
 @json_option
-def command(workdir: str, retrain: bool, epochs: int, seed: int, as_json: bool) -> None:
+def command(workdir: str, retrain: bool, epochs: int, seed: int, release: bool, as_json: bool) -> None:
     """Train resnet18 on long-tailed real MNIST digits (no network, no user files) and
-    report FP32 top-1 on the balanced golden set, head and tail classes separately."""
+    report FP32 top-1 on the balanced golden set, head and tail classes separately.
+
+    Then the release job: quantize to the three formats, `optim verify --device host` against
+    a demo policy (WORKDIR/optim.toml), publish what passed into WORKDIR/registry, and show a
+    policy variant whose size budget a known artifact breaks (exit code 1, publish refused)."""
     from optim.demo.run import run_demo
     from optim.demo.train import TrainConfig
 
     s = state()
     result = run_demo(workdir, seed=seed, cfg=TrainConfig(epochs=epochs, seed=seed), retrain=retrain, log=s.info)
+    rel = None
+    if release:
+        from optim.demo.release import run_release
+
+        rel = run_release(workdir, result.checkpoint, result.golden_dir, log=s.info)
     if as_json:
-        print_json(result.to_dict())
-        return
+        print_json(result.to_dict() | ({"release": rel.to_dict()} if rel else {}))
+        click.get_current_context().exit(rel.verify_report["exit_code"] if rel else 0)
     rows = [
         ["checkpoint", str(result.checkpoint)],
         ["golden set", f"{result.golden_dir} (100 images a class)"],
@@ -33,3 +44,21 @@ def command(workdir: str, retrain: bool, epochs: int, seed: int, as_json: bool) 
         [f"tail top-1 ({', '.join(result.tail_classes)})", f"{result.tail_top1:.3f}"],
     ]
     s.console.print(make_table("optim demo: FP32 on the golden set", ["", ""], rows))
+    if rel is None:
+        return
+    from optim.cli.verify_cmd import print_verdict_table
+
+    print_verdict_table(rel.verify_report)
+    s.console.print(f"reports: {rel.verify_dir}/verify.html, verify.md, verify.junit.xml, verify.json", markup=False)
+    for p in rel.published:
+        s.console.print(f"published {p['artifact']} → {p['release']}", markup=False)
+    for p in rel.not_published:
+        s.console.print(f"not published {p['artifact']}: {p['why']}", markup=False)
+    v = rel.variant
+    s.console.print(f"\ngate failing on purpose: `optim verify {v['artifact']} --policy {v['policy']}` "
+                    f"(size budget {v['size_budget_mb']} MB) → exit code {v['exit_code']}", markup=False)
+    for f in v["failed_checks"]:
+        s.console.print(f"  {f}", markup=False)
+    if v.get("publish_refused"):
+        s.console.print(f"  publish refused: {v['publish_refused']}", markup=False)
+    click.get_current_context().exit(rel.verify_report["exit_code"])

@@ -25,12 +25,29 @@ def parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def parse_tail_classes(values: tuple[str, ...]) -> dict[str, list[str]] | None:
+    """``("kayak", "category=canoe")`` → ``{"": ["kayak"], "category": ["canoe"]}``; the head
+    ``""`` means "the model's only multiclass head" (resolved by :func:`optim.evaluate`)."""
+    if not values:
+        return None
+    out: dict[str, list[str]] = {}
+    for v in values:
+        h, sep, lab = v.partition("=")
+        h, lab = (h.strip(), lab.strip()) if sep else ("", v.strip())
+        if not lab:
+            raise click.BadParameter(f"{v!r}: expected LABEL or HEAD=LABEL", param_hint="--tail-class")
+        out.setdefault(h, []).append(lab)
+    return out
+
+
 @click.command("eval")
 @click.argument("target", type=click.Path(exists=True))
 @click.option("--golden", "golden", required=True, type=click.Path(exists=True, file_okay=False), help="Golden set directory.")
 @click.option("--reference", type=click.Path(exists=True), help="FP32 checkpoint (or artifact) to compute deltas against.")
 @click.option("--tail-max-count", default=50, show_default=True, type=click.IntRange(min=1),
               help="A class is tail when it had fewer than this many training images (golden set's train_counts.json).")
+@click.option("--tail-class", "tail_classes", multiple=True, metavar="[HEAD=]LABEL",
+              help="Explicit tail class, overriding training counts; repeatable (HEAD may be left out for a model with one multiclass head).")
 @click.option("--threshold", "thresholds", multiple=True, metavar="TAG=P", help="Multi-label threshold override (default 0.5); repeatable.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per predict call.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the runtime.")
@@ -39,18 +56,34 @@ def parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json, eval.md and predictions.parquet here.")
 @checkpoint_options
 @json_option
-def command(target: str, golden: str, reference: str | None, tail_max_count: int, thresholds: tuple[str, ...], batch_size: int,
+def command(target: str, golden: str, reference: str | None, tail_max_count: int, tail_classes: tuple[str, ...],
+            thresholds: tuple[str, ...], batch_size: int,
             threads: int | None, cache_dir: str | None, no_cache: bool, out_dir: str | None, load_kwargs: dict, as_json: bool) -> None:
     """Evaluate TARGET (checkpoint or artifact directory) on a golden set: top-1, top-2/5,
     macro-F1, ECE, head/tail top-1, per-class P/R/F1, multi-label per-tag F1; with
     --reference, deltas (target − reference, in percentage points) with 95 % paired bootstrap
     intervals, top-1 agreement, exact McNemar p and the classes whose drop is significant."""
     from optim.golden_sets.evaluate import evaluate
+    from optim.cli.output import progress
     from optim.golden_sets.report import _interval, _num, _pct, summary_rows
 
     s = state()
-    report = evaluate(target, golden, reference, tail_max_count=tail_max_count, thresholds=parse_thresholds(thresholds),
-                      batch_size=batch_size, threads=threads, cache_dir=False if no_cache else cache_dir, load_kwargs=load_kwargs)
+    bars: dict = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = progress(total=total, desc=stage)
+        bar = bars[stage]
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = evaluate(target, golden, reference, tail_max_count=tail_max_count, thresholds=parse_thresholds(thresholds),
+                          tail_classes=parse_tail_classes(tail_classes), progress=on_progress,
+                          batch_size=batch_size, threads=threads, cache_dir=False if no_cache else cache_dir, load_kwargs=load_kwargs)
+    finally:
+        for bar in bars.values():
+            bar.close()
     if out_dir:
         paths = report.write(out_dir)
         s.info("written: " + ", ".join(str(p) for p in paths.values()))

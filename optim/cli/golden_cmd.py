@@ -26,19 +26,39 @@ def command() -> None:
 @click.option("--version", "version_", default="1", show_default=True, help="Golden set version.")
 @click.option("--train-counts", type=click.Path(exists=True, dir_okay=False),
               help="Training images per class: JSON {label: n} or {head: {label: n}}, or CSV with label,count[,head].")
+@click.option("--tail-class", "tail_classes", multiple=True, metavar="[HEAD=]LABEL",
+              help="Explicit tail class (overrides training counts); repeatable. HEAD defaults to --head.")
+@click.option("--from-folders", is_flag=True, help="For a directory that already has a manifest: rebuild the manifest from its <class>/ folders.")
 @json_option
-def build(source: str, root: str | None, head: str, name: str | None, version_: str, train_counts: str | None, as_json: bool) -> None:
+def build(source: str, root: str | None, head: str, name: str | None, version_: str, train_counts: str | None,
+          tail_classes: tuple[str, ...], from_folders: bool, as_json: bool) -> None:
     """Build a golden set in place from SOURCE: an image-folder tree SOURCE/<class>/<images>,
     or an existing manifest (CSV or Parquet). Writes manifest.csv, train_counts.json and
-    golden.json (with the sha256 over manifest, counts and images)."""
+    golden.json (with the sha256 over manifest, counts and images).
+
+    A directory that already holds manifest.csv/.parquet is re-hashed from that manifest
+    (so multi-label columns are kept) unless --from-folders is given."""
     from optim.golden_sets.build import build_from_image_folder, build_from_manifest, read_train_counts_file
+    from optim.golden_sets.golden_set import MANIFEST_CSV, MANIFEST_PARQUET
 
     src = Path(source)
-    counts = read_train_counts_file(train_counts, head if src.is_dir() else None) if train_counts else None
-    if src.is_dir():
-        result = build_from_image_folder(src, head=head, name=name, version=version_, train_counts=counts)
+    existing = next((src / m for m in (MANIFEST_CSV, MANIFEST_PARQUET) if src.is_dir() and (src / m).is_file()), None)
+    folder_mode = src.is_dir() and (existing is None or from_folders)
+    counts = read_train_counts_file(train_counts, head if folder_mode else None) if train_counts else None
+    tails: dict[str, list[str]] = {}
+    for item in tail_classes:
+        h, sep, lab = item.partition("=")
+        h, lab = (h, lab) if sep else (head, item)
+        tails.setdefault(h.strip(), []).append(lab.strip())
+    if folder_mode:
+        extra = sorted(set(tails) - {head})
+        if extra:
+            raise click.BadParameter(f"an image-folder golden set has one head, {head!r}; got tail classes for {extra}", param_hint="--tail-class")
+        result = build_from_image_folder(src, head=head, name=name, version=version_, train_counts=counts,
+                                         tail_classes=tails.get(head))
     else:
-        result = build_from_manifest(src, root=root, name=name, version=version_, train_counts=counts)
+        result = build_from_manifest(existing or src, root=root, name=name, version=version_, train_counts=counts,
+                                     tail_classes=tails or None)
     gs = result.golden
     if as_json:
         print_json({"path": str(gs.root), "name": gs.name, "version": gs.version, "n_samples": len(gs),

@@ -48,6 +48,18 @@ class OptimGroup(click.Group):
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """optim: prune, quantize, export, benchmark and gate image classifiers for phones."""
     ctx.obj = CliState(verbosity=-1 if quiet else verbose)
+    if verbose == 0:
+        _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Hide the exporters' deprecation chatter and TensorFlow-Lite C++ info logs (shown with -v)."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 #: command modules under optim.cli, one per line; each defines ``command`` (a click command or group)
@@ -59,6 +71,8 @@ COMMAND_MODULES = (
     "eval_cmd",
     "bench_cmd",
     "devices_cmd",
+    "verify_cmd",
+    "publish_cmd",
     "prune_cmd",
 )
 

@@ -3,7 +3,8 @@
 Steps: pick the device (serial or profile), read its fastest cores from
 ``/sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq``, push the tool (+ its libraries) and
 the artifact's files into a fresh ``/data/local/tmp/optim-XXXX`` directory, then per trial:
-thermal status → ``taskset MASK tool ...`` → thermal status → cool down; parse the output;
+thermal status → ``taskset MASK tool ...`` → thermal status → cool down (longer, up to 3×,
+while the phone still reports throttling); parse the output;
 remove the directory (also on failure).
 
 Which statistics exist depends on the tool (see :mod:`optim.device_bench.parsers`):
@@ -271,7 +272,7 @@ def bench_android(path: str | Path, device: str, *, threads: int | None = None, 
             thermal.append({"trial": t + 1, "before": before, "after": read_thermal(a)})
             if t < trials - 1 and cooldown > 0:
                 log(f"cooling down {cooldown:g} s")
-                time.sleep(cooldown)
+                thermal[-1]["cooldown_s"] = _cool_down(a, cooldown)
     finally:
         try:
             a.shell(f"rm -rf {remote_dir}", what="cleaning up", check=False)
@@ -282,6 +283,21 @@ def bench_android(path: str | Path, device: str, *, threads: int | None = None, 
         warnings.append(f"device connection dropped and was retried once during: {', '.join(a.retries_used)}")
     return _assemble(target, sel, outputs, thermal, raw, warnings, threads=n_threads, runs=runs, warmup=warmup,
                      trials=trials, mask=mask, cores=cores, freqs=freqs, tool=tool, drift_pct=drift_pct)
+
+
+def _cool_down(a: Adb, seconds: float, max_factor: float = 3.0) -> float:
+    """Sleep ``seconds``; while the thermal status is still above 0 (throttling), keep waiting
+    in steps of at most 10 s, up to ``max_factor × seconds`` in all. Returns the time waited."""
+    time.sleep(seconds)
+    waited = seconds
+    while waited < max_factor * seconds:
+        status = read_thermal(a).get("status")
+        if not status:
+            break
+        step = min(10.0, seconds)
+        time.sleep(step)
+        waited += step
+    return waited
 
 
 def _parse(fmt: str, a: Adb, text: str, expected: int, result_remote: str | None) -> ToolOutput:

@@ -12,14 +12,16 @@ from optim.errors import InputError
 
 def bench(artifact: str | Path, device: str = "host", *, threads: int | None = None, runs: int = 100,
           warmup: int = 10, trials: int = 3, cooldown_s: float | None = None, drift_pct: float = DEFAULT_DRIFT_PCT,
-          load_kwargs: dict | None = None, log: Callable[[str], None] | None = None) -> BenchResult:
+          load_kwargs: dict | None = None, measure_memory: bool = True,
+          log: Callable[[str], None] | None = None) -> BenchResult:
     """Benchmark ``artifact`` (checkpoint, artifact directory or .onnx/.tflite/.pte file) on
     ``device``: ``"host"``, a profile name such as ``"pixel6a"``, or an adb serial.
 
     Each of ``trials`` trials runs ``warmup`` untimed and ``runs`` timed single-image (batch 1)
     inferences with ``threads`` CPU threads; statistics are in ms (see
     :mod:`optim.device_bench.stats` for definitions). ``cooldown_s`` between trials defaults
-    to 0 on the host and to the device profile's value on Android.
+    to 0 on the host and to the device profile's value on Android. ``measure_memory`` (host):
+    measure peak memory in a fresh child process (a few seconds more per artifact).
 
     Raises :class:`InputError` (bad arguments or artifact), :class:`optim.errors.ToolError`
     subclasses from :mod:`optim.device_bench.errors` for device/tool failures.
@@ -36,9 +38,18 @@ def bench(artifact: str | Path, device: str = "host", *, threads: int | None = N
         raise InputError(f"{artifact} does not exist")
     if device == "host":
         from optim.device_bench.host import bench_host
+        from optim.device_bench.target import MODEL_SUFFIXES
+
+        p = Path(artifact)
+        if p.is_file() and p.suffix in MODEL_SUFFIXES:
+            if (p.parent / "artifact.json").is_file():
+                artifact = p.parent  # the host runtimes open the artifact directory
+            else:
+                raise InputError(f"{p} is a bare {p.suffix} file: host runtimes open artifact directories "
+                                 "(with artifact.json, written by `optim quantize`); pass that directory")
 
         return bench_host(artifact, threads=threads, runs=runs, warmup=warmup, trials=trials, drift_pct=drift_pct,
-                          cooldown_s=cooldown_s or 0.0, load_kwargs=load_kwargs)
+                          cooldown_s=cooldown_s or 0.0, load_kwargs=load_kwargs, measure_memory=measure_memory)
     from optim.device_bench.android import bench_android
 
     return bench_android(artifact, device, threads=threads, runs=runs, warmup=warmup, trials=trials,

@@ -5,13 +5,9 @@ fixed float32 1×C×H×W input (seeded N(0, 1) values: a CNN's latency does not 
 values, and the on-device tools also feed synthetic inputs). The runtime is opened once with
 the requested thread count; each trial runs ``warmup`` untimed then ``runs`` timed iterations.
 
-Peak memory (Linux): the process resident-set high-water mark (``VmHWM`` in
-/proc/self/status, reset through /proc/self/clear_refs before loading) minus the resident set
-before loading — the memory that loading and running the artifact added. The runtime's Python
-library (torch, onnxruntime, ai_edge_litert, executorch) is imported *before* the baseline, so
-the figure excludes library code and is the same whether an artifact is the first or the
-fifth benchmarked in a process. Where the reset is not possible the figure is ``None``
-(listed in ``unavailable``), never a guess.
+Peak memory: measured in a fresh child process (see :mod:`optim.device_bench.host_memory`),
+because a long-lived process reuses memory freed by earlier work and would under-report it.
+Where it cannot be measured the figure is ``None`` (listed in ``unavailable``), never a guess.
 """
 
 from __future__ import annotations
@@ -27,11 +23,9 @@ from optim.device_bench.result import BenchResult, DeviceInfo
 from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_trials
 
 HOST_TOOL = "optim host timer: time.perf_counter_ns around Runtime.predict"
-MEMORY_METHOD = ("process peak resident set (Linux VmHWM, reset via /proc/self/clear_refs) minus resident set "
-                 "before loading the artifact, runtime library already imported; MB = 10^6 bytes")
 #: the Python modules each format's host runtime needs (imported before the memory baseline)
 RUNTIME_MODULES = {"torch": ("torch", "torchvision"), "onnx": ("onnxruntime",), "tflite": ("ai_edge_litert.interpreter",),
-                   "pte": ("executorch.runtime",)}
+                   "pte": ("torch", "executorch.runtime")}
 
 
 def _preimport(fmt: str) -> None:
@@ -79,7 +73,7 @@ def host_info() -> dict:
 
 def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100, warmup: int = 10, trials: int = 3,
                drift_pct: float = DEFAULT_DRIFT_PCT, cooldown_s: float = 0.0, seed: int = 0,
-               load_kwargs: dict | None = None) -> BenchResult:
+               load_kwargs: dict | None = None, measure_memory: bool = True) -> BenchResult:
     """Benchmark ``path`` (checkpoint or artifact directory) on this machine → :class:`BenchResult`.
 
     Raises :class:`optim.errors.InputError` for a bad path; runtime failures propagate as
@@ -93,14 +87,6 @@ def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100,
     if load is not None and load > 0.5 * ncpu:
         warnings.append(f"host is busy (1-min load average {load:.2f} on {ncpu} CPUs): latencies include contention")
 
-    import gc
-
-    from optim.device_bench.target import resolve_target
-
-    _preimport(resolve_target(path).format)
-    gc.collect()
-    rss_before_kb = _status_kb("VmRSS")
-    can_peak = rss_before_kb is not None and _reset_peak_rss()
     # only options the user set: artifact directories take none of the checkpoint options
     kwargs = {k: v for k, v in (load_kwargs or {}).items() if v not in (None, False)}
     runtime = open_runtime(path, threads=threads, **kwargs)
@@ -119,17 +105,21 @@ def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100,
             per_trial.append(times)
             if cooldown_s and t < trials - 1:
                 time.sleep(cooldown_s)
-        hwm_kb = _status_kb("VmHWM") if can_peak else None
         fmt = runtime.format
     finally:
         runtime.close()
 
     summary = summarize_trials(per_trial, drift_pct=drift_pct, seed=seed)
-    peak_mb = (hwm_kb - rss_before_kb) * 1024 / 1e6 if (hwm_kb is not None and rss_before_kb is not None) else None
+    peak_mb, memory_note = None, "not requested (measure_memory=False)"
+    if measure_memory:
+        from optim.device_bench.host_memory import measure_peak_memory
+
+        peak_mb, memory_note = measure_peak_memory(path, threads=threads, load_kwargs=kwargs)
     unavailable = list(summary.unavailable)
     if peak_mb is None:
         unavailable.append("peak_memory_mb")
-        warnings.append("peak memory not measured: /proc/self/clear_refs or /proc/self/status unavailable on this OS")
+        if measure_memory:
+            warnings.append(f"peak memory not measured: {memory_note}")
     if threads is None:
         warnings.append("threads not set: the runtime's default thread count was used; pass --threads for a figure "
                         "you can compare")
@@ -141,6 +131,6 @@ def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100,
         trial_spread_pct=summary.spread_pct, peak_memory_mb=peak_mb,
         percentile_method=summary.percentile_method, unavailable=unavailable,
         warnings=warnings + summary.warnings, tool=f"{HOST_TOOL} ({fmt})",
-        memory_method=MEMORY_METHOD if peak_mb is not None else None,
+        memory_method=memory_note if peak_mb is not None else None,
         input_description=f"float32 {'×'.join(map(str, shape))}, seeded N(0,1) values (seed {seed})",
     )

@@ -28,8 +28,9 @@ from optim.errors import InputError
 PERCENTILE_METHOD = "numpy.percentile method='linear' (Hyndman & Fan type 7)"
 STAT_NAMES = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max")
 #: Default threshold above which trials are said to drift apart (percent of the median trial
-#: p95). Chosen from this host's measured noise (benchmarks/results/bench_noise.json): quiet
-#: runs stay well below it; a throttling phone or a busy host exceeds it.
+#: p95). A convention, not a law: a 10 % p95 swing between identical trials is as large as the
+#: margins latency budgets are usually set with, so figures from such a run cannot decide a
+#: gate. benchmarks/bench_noise.py measures what a given host actually resolves.
 DEFAULT_DRIFT_PCT = 10.0
 
 

@@ -291,7 +291,7 @@ def evaluate(
     heads: dict[str, dict] = {}
     used_thresholds: set[str] = set()
     counts_all = gs.train_counts or {}
-    explicit_all = {**(gs.tail_classes or {}), **dict(tail_classes or {})}
+    explicit_all = {**(gs.tail_classes or {}), **_resolve_tail_heads(tail_classes, card)}
     for head in card.heads:
         ml = matched[head.name]
         if ml.y is None:
@@ -333,6 +333,21 @@ def evaluate(
                    "predict_reference": t_metrics - t_pred_end, "metrics": t_end - t_metrics},
         ids=list(gs.ids), card=card, logits=logits, ref_logits=ref_logits, labels={h: m.y for h, m in matched.items()},
     )
+
+
+def _resolve_tail_heads(tail_classes: Mapping[str, Sequence[str]] | None, card: ModelCard) -> dict[str, list[str]]:
+    """Explicit tail classes per head; the key ``""`` names the card's only multiclass head."""
+    out: dict[str, list[str]] = {}
+    for head, labels in dict(tail_classes or {}).items():
+        if head == "":
+            mc = [h.name for h in card.heads if h.kind == "multiclass"]
+            if len(mc) != 1:
+                raise InputError(f"tail classes {list(labels)} name no head, but the model card has {len(mc)} multiclass heads {mc}; use HEAD=LABEL")
+            head = mc[0]
+        else:
+            card.head(head)  # raises InputError naming the heads
+        out.setdefault(head, []).extend(labels)
+    return out
 
 
 def _not_evaluated(kind: str, labels) -> dict:

@@ -342,6 +342,7 @@ class GoldenSet:
         if missing:  # a missing file changes the hash even if its line were just dropped
             actual = hashlib.sha256((actual + "|missing:" + ",".join(missing)).encode()).hexdigest()
         rec = self.recorded_files
+        missing = sorted(set(missing) | {f for f in rec if f not in files})  # e.g. a deleted train_counts.json
         changed = tuple(sorted(f for f in files if f in rec and rec[f] != files[f]))
         added = tuple(sorted(f for f in files if rec and f not in rec))
         ok = self.recorded_sha256 is not None and actual == self.recorded_sha256 and not missing

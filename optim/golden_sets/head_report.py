@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from optim.golden_sets.metrics import _none_if_nan, multiclass_metrics, multilabel_metrics
+from optim.golden_sets.metrics import TOP_K, _none_if_nan, multiclass_metrics, multilabel_metrics, topk_correct
 from optim.golden_sets.stats import (
     BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, agreement_rate, mcnemar_exact_p, paired_bootstrap,
     weighted_accuracy, weighted_class_accuracy, weighted_macro_f1, weighted_multilabel_macro_f1,
@@ -64,7 +64,7 @@ def multiclass_head_report(labels: Sequence[str], logits: np.ndarray, y: np.ndar
     out["reference_metrics"] = r.summary()
     n = len(yt)
     if n == 0:
-        out["delta"] = {"top1": _NULL.to_dict(), "head_top1": _NULL.to_dict(), "tail_top1": _NULL.to_dict(),
+        out["delta"] = {"top1": _NULL.to_dict(), "top2": _NULL.to_dict(), "top5": _NULL.to_dict(), "head_top1": _NULL.to_dict(), "tail_top1": _NULL.to_dict(),
                         "macro_f1": _NULL.to_dict(), "per_class": [], "agreement": None, "mcnemar_p": None,
                         "significant_drops": [], "n_used": 0}
         return out
@@ -74,6 +74,10 @@ def multiclass_head_report(labels: Sequence[str], logits: np.ndarray, y: np.ndar
         "macro_f1": (lambda w: weighted_macro_f1(w, yt, m.pred, k), lambda w: weighted_macro_f1(w, yt, r.pred, k)),
         "per_class": (lambda w: weighted_class_accuracy(w, m.correct, yt, k), lambda w: weighted_class_accuracy(w, r.correct, yt, k)),
     }
+    lt, lr = np.asarray(logits)[used], np.asarray(ref_logits)[used]
+    for kk in TOP_K:
+        ct, cr = topk_correct(lt, yt, kk), topk_correct(lr, yt, kk)
+        stats[f"top{kk}"] = (lambda w, c=ct: weighted_accuracy(w, c), lambda w, c=cr: weighted_accuracy(w, c))
     if is_tail is not None:
         stats["head_top1"] = (lambda w: weighted_accuracy(w, m.correct, ~is_tail), lambda w: weighted_accuracy(w, r.correct, ~is_tail))
         stats["tail_top1"] = (lambda w: weighted_accuracy(w, m.correct, is_tail), lambda w: weighted_accuracy(w, r.correct, is_tail))
@@ -88,6 +92,7 @@ def multiclass_head_report(labels: Sequence[str], logits: np.ndarray, y: np.ndar
         "head_top1": ivs.get("head_top1", _NULL).to_dict(),  # type: ignore[union-attr]
         "tail_top1": ivs.get("tail_top1", _NULL).to_dict(),  # type: ignore[union-attr]
         "macro_f1": ivs["macro_f1"].to_dict(),  # type: ignore[union-attr]
+        **{f"top{kk}": ivs[f"top{kk}"].to_dict() for kk in TOP_K},  # type: ignore[union-attr]
         "per_class": rows,
         "agreement": agreement_rate(m.pred, r.pred),
         "mcnemar_p": mcnemar_exact_p(r.correct, m.correct),

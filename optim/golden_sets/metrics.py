@@ -46,12 +46,19 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 def topk_correct(scores: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """N bool: is the true class among the ``k`` highest scores? ``k`` is clipped to K.
 
-    Ties at the k-th score are broken by ``np.argsort`` (stable, lower class index first).
+    Ties are broken like a stable descending sort (lower class index first): the true class's
+    rank is the number of classes scoring higher plus the number of lower-index classes
+    scoring the same. O(N·K), no sort.
     """
     scores = np.asarray(scores)
+    y = np.asarray(y, dtype=int)
     k = max(1, min(int(k), scores.shape[1]))
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return (order == np.asarray(y)[:, None]).any(axis=1)
+    if len(y) == 0:
+        return np.zeros(0, dtype=bool)
+    true = scores[np.arange(len(y)), y][:, None]
+    lower = np.arange(scores.shape[1])[None, :] < y[:, None]
+    rank = (scores > true).sum(axis=1) + ((scores == true) & lower).sum(axis=1)
+    return rank < k
 
 
 def topk_accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float | None:

@@ -8,7 +8,7 @@ JSON schema (version 1) — the contract with the gate; fields may be added, nev
      "n_samples": int,
      "heads": {HEAD: {"kind": "multiclass", "n_used", "metrics": {"top1", "top2", "top5", "macro_f1",
                       "ece", "head_top1", "tail_top1"}, "tail_classes", "per_class": [...],
-                      "delta": null | {"top1"|"head_top1"|"tail_top1"|"macro_f1": {"value", "ci_low", "ci_high"},
+                      "delta": null | {"top1"|"top2"|"top5"|"head_top1"|"tail_top1"|"macro_f1": {"value", "ci_low", "ci_high"},
                                        "per_class": [...], "agreement", "mcnemar_p", "significant_drops"}},
                HEAD2: {"kind": "multilabel", "n_used", "n_ignored", "metrics": {"macro_f1", ...},
                        "per_tag": [...], "delta": null | {"macro_f1": {...}, "agreement"}}},
@@ -116,7 +116,8 @@ class EvalReport:
             if head.kind == "multiclass":
                 kk = min(k, len(head.labels))
                 prob = softmax(lg)
-                order = np.argsort(-prob, axis=1, kind="stable")[:, :kk]
+                part = np.argpartition(-prob, kk - 1, axis=1)[:, :kk] if kk < prob.shape[1] else np.tile(np.arange(kk), (len(prob), 1))
+                order = np.take_along_axis(part, np.argsort(-np.take_along_axis(prob, part, 1), axis=1, kind="stable"), 1)
                 cols[f"{head.name}:label"] = pa.array([None if y is None or y[i] < 0 else head.labels[y[i]] for i in range(len(lg))], pa.string())
                 cols[f"{head.name}:topk_classes"] = pa.array(labels[order].tolist(), pa.list_(pa.string()))
                 cols[f"{head.name}:topk_scores"] = pa.array(np.take_along_axis(prob, order, 1).astype(np.float32).tolist(), pa.list_(pa.float32()))

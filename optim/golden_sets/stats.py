@@ -9,7 +9,7 @@ for target and reference — that is what "paired" means); the metric delta
 percentile of :data:`BOOTSTRAP_RESAMPLES` = 2000 such deltas, drawn with a seeded
 ``numpy.random.Generator`` (seed 0 by default) so that reports are reproducible. A resample is
 represented by its multiplicity vector (how often each image was drawn: multinomial with N
-trials and equal probabilities), so all metrics are weighted sums and every metric of a
+trials and equal probabilities, drawn as N uniform indices and counted), so all metrics are weighted sums and every metric of a
 report is computed on the same resamples.
 
 Identical predictions give a delta of exactly 0 with a zero-width interval. Resamples in which
@@ -49,14 +49,15 @@ class Interval:
 
 def resample_weights(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Iterator[np.ndarray]:
     """Yield chunks of bootstrap multiplicity vectors, float64 B×N, B summed over chunks =
-    ``resamples``; row b says how many times each of the N images is in resample b."""
+    ``resamples``; row b says how many times each of the N images is in resample b (N draws
+    with replacement, ``Generator.integers``, counted with ``bincount``)."""
     rng = np.random.default_rng(seed)
-    pvals = np.full(n, 1.0 / n)
     chunk = max(1, min(resamples, _CHUNK_CELLS // max(n, 1)))
     done = 0
     while done < resamples:
         b = min(chunk, resamples - done)
-        yield rng.multinomial(n, pvals, size=b).astype(np.float64)
+        draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+        yield np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
         done += b
 
 
@@ -72,22 +73,32 @@ def weighted_accuracy(w: np.ndarray, correct: np.ndarray, mask: np.ndarray | Non
     return _ratio(w @ (np.asarray(correct, dtype=float) * m), w @ m)
 
 
+def _onehot_sums(w: np.ndarray, idx: np.ndarray, num_classes: int, values: np.ndarray | None = None) -> np.ndarray:
+    """``w @ onehot(idx) * values`` → B×K without building the dense N×K one-hot matrix
+    (a sparse N×K matrix: O(B·N) instead of O(B·N·K), which matters for 1,000+ classes)."""
+    import scipy.sparse as sp
+
+    n = len(idx)
+    data = np.ones(n) if values is None else np.asarray(values, dtype=float)
+    onehot = sp.csr_array((data, (np.arange(n), np.asarray(idx, dtype=int))), shape=(n, num_classes))
+    return np.asarray((onehot.T @ w.T).T)
+
+
 def weighted_class_accuracy(w: np.ndarray, correct: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
     """Per-class top-1 accuracy (= recall) under weights → B×K (NaN for a class not drawn)."""
-    onehot = np.eye(num_classes)[np.asarray(y, dtype=int)]  # N×K
-    return _ratio(w @ (onehot * np.asarray(correct, dtype=float)[:, None]), w @ onehot)
+    return _ratio(_onehot_sums(w, y, num_classes, np.asarray(correct, dtype=float)), _onehot_sums(w, y, num_classes))
 
 
 def weighted_macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Multiclass macro-F1 under weights → B: per-class F1 = 2TP/(support + predicted), mean over
     classes with weighted support > 0 (the definition of :func:`metrics.macro_f1`)."""
-    eye = np.eye(num_classes)
-    ty, tp_ = eye[np.asarray(y, dtype=int)], eye[np.asarray(pred, dtype=int)]
-    tp = w @ (ty * tp_)
-    support = w @ ty
-    f1 = _ratio(2 * tp, support + w @ tp_)
+    y = np.asarray(y, dtype=int)
+    pred = np.asarray(pred, dtype=int)
+    tp = _onehot_sums(w, y, num_classes, (y == pred).astype(float))
+    support = _onehot_sums(w, y, num_classes)
+    f1 = _ratio(2 * tp, support + _onehot_sums(w, pred, num_classes))
     f1 = np.where(support > 0, f1, np.nan)
-    with np.errstate(invalid="ignore"), _quiet_nanmean():
+    with _quiet_nanmean():
         return np.nanmean(f1, axis=1)
 
 
@@ -147,16 +158,17 @@ def paired_bootstrap(
     out: dict[str, list[Interval] | Interval] = {}
     for k in stats:
         d = np.concatenate(draws[k])  # resamples × K
+        finite = np.isfinite(d)
+        enough = finite.sum(axis=0) >= resamples / 2
+        with _quiet_nanmean():
+            lo, hi = np.nanquantile(np.where(finite, d, np.nan), [alpha, 1 - alpha], axis=0) if enough.any() else (d[0] * np.nan,) * 2
         ivs = []
         for j in range(d.shape[1]):
-            col = d[:, j]
-            col = col[np.isfinite(col)]
             v = float(point[k][j]) if np.isfinite(point[k][j]) else None
-            if v is None or len(col) < resamples / 2:
+            if v is None or not enough[j]:
                 ivs.append(Interval(v, None, None))
             else:
-                lo, hi = np.quantile(col, [alpha, 1 - alpha])
-                ivs.append(Interval(v, float(lo), float(hi)))
+                ivs.append(Interval(v, float(lo[j]), float(hi[j])))
         out[k] = ivs[0] if scalar[k] else ivs
     return out
 

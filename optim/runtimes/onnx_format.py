@@ -106,10 +106,19 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
             if calib is None or len(calib) == 0:
                 raise InputError("onnx int8: static INT8 needs calibration images (--calib DIR)")
             import nncf
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
             batch = [calib[i : i + 1] for i in range(len(calib))]
             dataset = nncf.Dataset(batch, lambda x: {card.input.name: x})
-            q = nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(batch))
+            # Per-tensor activations stated explicitly: NNCF's CPU hardware config otherwise may
+            # pick per-channel activation quantizers in front of depthwise convolutions
+            # (mobilenet_v2/v3 after ReLU6/Clip), which ONNX Runtime's QLinearConv rejects
+            # ("input zero point must be a scalar or 1D tensor of size 1").
+            advanced = AdvancedQuantizationParameters(
+                weights_quantization_params=QuantizationParameters(per_channel=True),
+                activations_quantization_params=QuantizationParameters(per_channel=False),
+            )
+            q = nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(batch), advanced_parameters=advanced)
             onnx.save(q, str(target))
             recipe["quantization"] = {
                 "library": "nncf.quantize (ONNX backend)", "format": "QDQ", "weights": "int8 per-channel symmetric",

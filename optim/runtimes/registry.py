@@ -80,6 +80,7 @@ _OP_PATTERNS = (
     r"(torchvision[.:]{1,2}[A-Za-z0-9_]+)",
     r"[Oo]p(?:erator)?(?: type)?[ :=]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",  # "operator Foo", "op_type: Foo"
     r"implementation for ([A-Za-z][A-Za-z0-9_]*)\(",  # ONNX Runtime: "Could not find an implementation for QLinearConv(10) node"
+    r"running ([A-Za-z][A-Za-z0-9_]*) node",  # ONNX Runtime: "... while running QLinearConv node. Name: ..."
     r"node[ :]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",
 )
 

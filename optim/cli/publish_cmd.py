@@ -1,0 +1,35 @@
+"""``optim publish ARTIFACT --registry DIR``: release an artifact that passed verify."""
+
+from __future__ import annotations
+
+import click
+
+from optim.cli.output import json_option, print_json, state
+
+
+@click.command("publish")
+@click.argument("artifact", type=click.Path())
+@click.option("--registry", required=True, help="Registry directory or file:// URI.")
+@click.option("--results", type=click.Path(dir_okay=False), default="optim-verify/verify.json", show_default=True,
+              help="verify.json written by `optim verify --out`.")
+@click.option("--name", default=None, help="Release name [default: <card name>-<format>-<scheme>].")
+@click.option("--version", "version", default=None, help="Release version [default: sha256-<content hash prefix>].")
+@json_option
+def command(artifact, registry, results, name, version, as_json) -> None:
+    """Publish ARTIFACT into a registry if its exact bytes (sha256) passed `optim verify`.
+
+    The release holds the artifact's files content-addressed, the model card, the gate results
+    and provenance (checkpoint, golden set and policy hashes, recipe, library versions, time).
+    Publishing is atomic and a published version is never overwritten.
+    Exit codes: 0 published, 1 the artifact did not pass verify, 2 input error (never verified,
+    version exists, bad path).
+    """
+    from optim.gate.publish import publish
+
+    rel = publish(artifact, registry, results=results, name=name, version=version)
+    if as_json:
+        print_json({"name": rel.name, "version": rel.version, "path": str(rel.path),
+                    "content_sha256": rel.manifest["artifact"]["content_sha256"]})
+        return
+    state().console.print(f"published {rel.name} {rel.version} → {rel.path} "
+                          f"(sha256 {rel.manifest['artifact']['content_sha256'][:12]}…)", markup=False)

@@ -1,0 +1,297 @@
+"""Pure verdict computation: measurements (plain dicts) + a resolved budget → checks.
+
+No I/O here. Inputs are the JSON forms of the other parts' results:
+``eval`` is ``EvalReport.to_dict()`` (deltas are fractions, target − reference, with 95 %
+paired-bootstrap intervals), ``bench[device]`` is ``BenchResult.to_dict()`` (ms).
+
+Every check carries the measured value, the threshold, the margin (positive = headroom,
+negative = over budget, in the check's unit), pass/fail, and for accuracy checks the
+interval. Accuracy drops are reported in percentage points, positive = worse than FP32
+(drop = −100 × delta), so an interval ``[lo, hi]`` of a drop is ``[−100·ci_high, −100·ci_low]``.
+
+Fail closed: a missing measurement, a null metric, an unverified golden set or a required
+device that was not measured never passes; the check says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from optim.gate.policy import ResolvedBudget
+
+Status = Literal["pass", "fail", "error", "skipped"]
+PASS, FAIL, ERROR, SKIPPED = "pass", "fail", "error", "skipped"
+
+
+@dataclass
+class Check:
+    """One verdict. ``comparison`` is how ``measured`` is held against ``threshold``:
+    ``"<="`` (a budget: size, latency, drop) or ``">="`` (a floor: agreement)."""
+
+    id: str  # stable, e.g. "top1_drop[digit]", "p95[pixel6a]"
+    kind: Literal["size", "latency", "accuracy", "integrity"]
+    status: Status
+    unit: str
+    comparison: Literal["<=", ">="] | None = None
+    measured: float | None = None
+    threshold: float | None = None
+    margin: float | None = None
+    interval: list[float] | None = None  # 95 % interval of ``measured`` where one exists
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pts(x: float) -> str:
+    """One decimal, never "-0.0"."""
+    s = f"{x:.1f}"
+    return "0.0" if s == "-0.0" else s
+
+
+def _margin(measured: float, threshold: float, comparison: str) -> float:
+    return threshold - measured if comparison == "<=" else measured - threshold
+
+
+def _budget_check(
+    id: str, kind: str, unit: str, measured: float | None, threshold: float, comparison: str = "<=",
+    *, decide: float | None = None, interval: list[float] | None = None, missing_reason: str = "", details=None,
+) -> Check:
+    """Compare ``decide`` (default: ``measured``) with ``threshold``; None → fail closed."""
+    details = details or {}
+    if measured is None:
+        return Check(id, kind, FAIL, unit, comparison, None, threshold, None, interval,
+                     missing_reason or "not measured", details)
+    value = measured if decide is None else decide
+    ok = value <= threshold if comparison == "<=" else value >= threshold
+    margin = _margin(value, threshold, comparison)
+    reason = "" if ok else f"{value:.4g} {unit} {'>' if comparison == '<=' else '<'} {threshold:.4g} {unit}"
+    if decide is not None and decide != measured:
+        details = {**details, "decided_on": decide}
+        if not ok:
+            reason += " (upper end of the 95 % interval)"
+    return Check(id, kind, PASS if ok else FAIL, unit, comparison, measured, threshold, margin, interval, reason, details)
+
+
+def _drop(delta: dict[str, Any] | None) -> tuple[float | None, list[float] | None]:
+    """Delta dict {value, ci_low, ci_high} (fractions) → (drop in points, drop interval)."""
+    if not delta or delta.get("value") is None:
+        return None, None
+    drop = -100.0 * delta["value"]
+    lo, hi = delta.get("ci_low"), delta.get("ci_high")
+    interval = [-100.0 * hi, -100.0 * lo] if lo is not None and hi is not None else None
+    return drop, interval
+
+
+def _drop_check(id: str, delta_block: dict | None, metric: str, threshold: float, decide_on: str, what: str) -> Check:
+    if delta_block is None:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold, None, None,
+                     "no delta versus FP32: the reference was not evaluated (pass --reference)")
+    drop, interval = _drop(delta_block.get(metric))
+    if drop is None:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold, None, None,
+                     f"{what} delta could not be computed (null in the evaluation report)")
+    decide = None
+    if decide_on == "ci":
+        if interval is None:
+            return Check(id, "accuracy", FAIL, "pts", "<=", drop, threshold, None, None,
+                         f"{what}: policy decides on the interval but the report has none")
+        decide = interval[1]
+    return _budget_check(id, "accuracy", "pts", drop, threshold, decide=decide, interval=interval)
+
+
+def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, min_support: int) -> Check:
+    """The single-class check (see :mod:`optim.gate.policy` for the rule).
+
+    A class with support ≥ ``min_support`` fails iff the upper end of its delta interval is
+    below −threshold (``ci_high < −threshold_pts/100``). ``measured`` is the largest drop that
+    is established at 95 % (max over eligible classes of −100·ci_high, i.e. the lower end of
+    the drop interval); ``interval`` is that class's drop interval.
+    """
+    id = f"class_drop[{head}]"
+    if delta_block is None:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
+                     "no delta versus FP32: the reference was not evaluated (pass --reference)")
+    rows = delta_block.get("per_class")
+    if not rows:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
+                     "per-class deltas missing from the evaluation report")
+    failing, inconclusive, low_support, uncomputable = [], [], [], []
+    worst: tuple[float, dict] | None = None
+    for r in rows:
+        label, support = str(r.get("label")), r.get("support") or 0
+        value, lo, hi = r.get("value"), r.get("ci_low"), r.get("ci_high")
+        if support < min_support:
+            if value is not None and -100.0 * value > threshold_pts:
+                low_support.append({"label": label, "support": support, "drop_pts": -100.0 * value})
+            elif value is None:
+                low_support.append({"label": label, "support": support, "drop_pts": None})
+            continue
+        if value is None or hi is None or lo is None:
+            uncomputable.append(label)
+            continue
+        established = -100.0 * hi  # the smallest drop consistent with the data at 95 %
+        if worst is None or (established, -value) > (worst[0], -worst[1]["value"]):  # ties: larger estimate
+            worst = (established, r)
+        if established > threshold_pts:
+            failing.append({"label": label, "support": support, "drop_pts": -100.0 * value,
+                            "interval_pts": [-100.0 * hi, -100.0 * lo]})
+        elif -100.0 * value > threshold_pts:
+            inconclusive.append({"label": label, "support": support, "drop_pts": -100.0 * value,
+                                 "interval_pts": [-100.0 * hi, -100.0 * lo]})
+    details = {"min_support": min_support, "failing": failing, "inconclusive": inconclusive,
+               "low_support": low_support, "uncomputable": uncomputable,
+               "rule": "fail iff support >= min_support and upper end of the 95 % CI of the delta < -threshold"}
+    if uncomputable:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
+                     f"per-class delta not computable for {uncomputable}", details)
+    if worst is None:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
+                     f"no class has at least {min_support} golden images: the class check cannot decide", details)
+    established, r = worst
+    details["worst_class"] = str(r.get("label"))
+    interval = [-100.0 * r["ci_high"], -100.0 * r["ci_low"]]
+    c = _budget_check(id, "accuracy", "pts", established, threshold_pts, interval=interval, details=details)
+    c.reason = (f"worst class {r.get('label')} (n={r.get('support')}): drop {_pts(-100.0 * r['value'])} pts, "
+                f"95 % CI of the drop [{_pts(interval[0])}, {_pts(interval[1])}]")
+    if failing:
+        c.reason = "significant drop beyond budget in class(es) " + ", ".join(
+            f"{f['label']} ({_pts(f['drop_pts'])} pts, 95 % CI [{_pts(f['interval_pts'][0])}, {_pts(f['interval_pts'][1])}])"
+            for f in failing)
+    return c
+
+
+def accuracy_checks(budget: ResolvedBudget, eval_report: dict[str, Any]) -> list[Check]:
+    """Golden-set integrity plus the accuracy budgets, one check per head they apply to."""
+    checks: list[Check] = []
+    golden = eval_report.get("golden") or {}
+    verified = golden.get("verified")
+    checks.append(Check("golden_set", "integrity", PASS if verified is True else FAIL, "", None,
+                        reason="" if verified is True else
+                        f"golden set {golden.get('path')} does not verify (its content changed since golden.json "
+                        "was written, or no hash was recorded): the gate refuses it",
+                        details={"sha256": golden.get("sha256"), "name": golden.get("name"),
+                                 "version": golden.get("version")}))
+    heads = eval_report.get("heads") or {}
+    multiclass = {h: v for h, v in heads.items() if v.get("kind") == "multiclass"}
+    multilabel = {h: v for h, v in heads.items() if v.get("kind") == "multilabel"}
+    mc_budgets = [budget.max_top1_drop_pts, budget.max_tail_top1_drop_pts, budget.max_class_drop_pts,
+                  budget.min_top1_agreement]
+    if any(x is not None for x in mc_budgets) and not multiclass:
+        checks.append(Check("multiclass_head", "accuracy", SKIPPED, "", reason="the policy sets multiclass budgets but the model has no multiclass head"))
+    for head, h in multiclass.items():
+        delta = h.get("delta")
+        if budget.max_top1_drop_pts is not None:
+            checks.append(_drop_check(f"top1_drop[{head}]", delta, "top1", budget.max_top1_drop_pts, budget.decide_on, "top-1"))
+        if budget.max_tail_top1_drop_pts is not None:
+            c = _drop_check(f"tail_top1_drop[{head}]", delta, "tail_top1", budget.max_tail_top1_drop_pts, budget.decide_on, "tail-class top-1")
+            c.details["tail_classes"] = list(h.get("tail_classes") or [])
+            if c.measured is None and delta is not None and not h.get("tail_classes"):
+                c.reason = "no tail classes in this golden set (no class below tail_max_count training images, or no class counts): tail top-1 cannot be judged"
+            checks.append(c)
+        if budget.max_class_drop_pts is not None:
+            checks.append(class_drop_check(head, delta, budget.max_class_drop_pts, budget.min_class_support))
+        if budget.min_top1_agreement is not None:
+            agreement = None if delta is None else delta.get("agreement")
+            reason = ("no delta versus FP32: the reference was not evaluated (pass --reference)" if delta is None
+                      else "top-1 agreement could not be computed (null in the evaluation report)")
+            checks.append(_budget_check(f"top1_agreement[{head}]", "accuracy", "", agreement, budget.min_top1_agreement,
+                                        ">=", missing_reason=reason))
+    if budget.max_multilabel_macro_f1_drop_pts is not None:
+        if not multilabel:
+            checks.append(Check("multilabel_macro_f1_drop", "accuracy", SKIPPED, "pts",
+                                reason="the policy sets a multi-label budget but the model has no multi-label head"))
+        for head, h in multilabel.items():
+            checks.append(_drop_check(f"multilabel_macro_f1_drop[{head}]", h.get("delta"), "macro_f1",
+                                      budget.max_multilabel_macro_f1_drop_pts, budget.decide_on, "multi-label macro-F1"))
+    return checks
+
+
+def latency_checks(budget: ResolvedBudget, bench: dict[str, dict], bench_errors: dict[str, str],
+                   devices_run: list[str] | tuple[str, ...]) -> list[Check]:
+    """One ``p95[device]`` check per device that has a p95 budget or is required.
+
+    Budgeted but not required and not run → skipped. Required and not run → fail.
+    Bench raised a device/tool error → error (exit 3). p95 null (tool gave no per-iteration
+    times) → fail; p95 is never estimated from a mean.
+    """
+    checks = []
+    devices = list(dict.fromkeys([*budget.required_devices, *budget.p95_ms, *devices_run]))
+    for d in devices:
+        threshold = budget.p95_ms.get(d)
+        required = d in budget.required_devices
+        if threshold is None and not required:
+            continue  # measured, reported, but nothing to judge
+        id = f"p95[{d}]"
+        if d in bench_errors:
+            checks.append(Check(id, "latency", ERROR, "ms", "<=", None, threshold, None, None,
+                                f"benchmark on {d} failed: {bench_errors[d]}", {"required": required}))
+            continue
+        if d not in bench:
+            if required:
+                checks.append(Check(id, "latency", FAIL, "ms", "<=", None, threshold, None, None,
+                                    f"required device {d} was not measured in this run (run with --device {d})",
+                                    {"required": True}))
+            else:
+                checks.append(Check(id, "latency", SKIPPED, "ms", "<=", None, threshold, None, None,
+                                    f"device {d} has a budget but was not measured and is not required",
+                                    {"required": False}))
+            continue
+        b = bench[d]
+        p95 = (b.get("latency_ms") or {}).get("p95")
+        ci = b.get("p95_ci_ms")
+        details = {"required": required, "device": b.get("device"), "warnings": list(b.get("warnings") or []),
+                   "trial_spread_pct": b.get("trial_spread_pct")}
+        if p95 is None:
+            checks.append(Check(id, "latency", FAIL, "ms", "<=", None, threshold, None, None,
+                                f"p95 unavailable on {d}: the benchmark tool gave no per-iteration times "
+                                f"(unavailable: {b.get('unavailable')})", details))
+        elif threshold is None:
+            checks.append(Check(id, "latency", PASS, "ms", None, p95, None, None, list(ci) if ci else None,
+                                f"required device measured; no p95 budget for {d}", details))
+        else:
+            checks.append(_budget_check(id, "latency", "ms", p95, threshold, interval=list(ci) if ci else None, details=details))
+    return checks
+
+
+def size_check(budget: ResolvedBudget, size_bytes: int | None) -> list[Check]:
+    """Artifact size (sum of all its files, MB = 10^6 bytes) against ``size_mb``."""
+    if budget.size_mb is None:
+        return []
+    measured = None if size_bytes is None else size_bytes / 1e6
+    return [_budget_check("size", "size", "MB", measured, budget.size_mb, missing_reason="artifact size unknown")]
+
+
+def artifact_checks(budget: ResolvedBudget, measurement: dict[str, Any], devices_run: list[str]) -> list[Check]:
+    """All checks for one artifact. ``measurement`` = {"size_bytes", "eval" (dict|None),
+    "eval_error" (str|None), "eval_error_kind" ("input"|"tool"|None), "bench" {dev: dict},
+    "bench_errors" {dev: str}}."""
+    checks = size_check(budget, measurement.get("size_bytes"))
+    ev = measurement.get("eval")
+    if ev is not None:
+        checks += accuracy_checks(budget, ev)
+    else:
+        err = measurement.get("eval_error") or "evaluation did not run"
+        status = ERROR if measurement.get("eval_error_kind") == "tool" else FAIL
+        checks.append(Check("evaluation", "accuracy", status, "", reason=f"evaluation failed: {err}"))
+    checks += latency_checks(budget, measurement.get("bench") or {}, measurement.get("bench_errors") or {}, devices_run)
+    return checks
+
+
+def verdict(checks: list[Check] | list[dict]) -> str:
+    """"fail" if any check failed, else "error" if any could not run, else "pass".
+    A list with no check at all is "fail" (nothing was verified)."""
+    statuses = [c.status if isinstance(c, Check) else c["status"] for c in checks]
+    if FAIL in statuses:
+        return FAIL
+    if ERROR in statuses:
+        return ERROR
+    return PASS if PASS in statuses else FAIL
+
+
+def exit_code_for(verdict_: str) -> int:
+    """pass → 0, fail → 1, error (infrastructure) → 3. A failed check wins over an
+    infrastructure error: the release is blocked either way, and re-running cannot fix it."""
+    return {"pass": 0, "fail": 1, "error": 3}[verdict_]

@@ -1,0 +1,244 @@
+"""``optim.verify``: measure artifacts (size, golden-set eval vs FP32, latency per device),
+judge them against the policy, and write the reports.
+
+I/O lives here; the verdicts are :mod:`optim.gate.checks` (pure) and the report renderers are
+:mod:`optim.gate.reports`. Exit codes (:attr:`VerifyResult.exit_code`): 0 every check passed ·
+1 a check failed · 2 input error (bad policy, artifact, golden set, reference) · 3 a tool or
+device broke so a check could not be measured.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable
+
+from optim.errors import InputError, OptimError
+from optim.files import sha256_file
+from optim.gate import checks as C
+from optim.gate.policy import Policy, ResolvedBudget, find_policy
+
+REPORT_SCHEMA_VERSION = 1
+REPORT_NAMES = {"json": "verify.json", "markdown": "verify.md", "junit": "verify.junit.xml", "html": "verify.html"}
+LIBRARIES = ("optim", "torch", "torchvision", "onnx", "onnxruntime", "nncf", "ai-edge-litert", "litert-torch",
+             "executorch", "torchao", "numpy", "scikit-learn", "scipy")
+HOST_ACCURACY_NOTE = ("Accuracy is measured on the host runtime for each artifact (the same bytes that ship); "
+                      "latency is measured on each listed device.")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries that shape an artifact's numbers (None if absent)."""
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment() -> dict[str, Any]:
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
+            "libraries": library_versions()}
+
+
+@dataclass
+class VerifyResult:
+    """The verify run: ``report`` is the JSON document (schema in
+    ``optim/gate/schemas/verify-report.v1.schema.json``); ``paths`` the written reports."""
+
+    report: dict[str, Any]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return self.report["verdict"]
+
+    @property
+    def exit_code(self) -> int:
+        return self.report["exit_code"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report
+
+
+def _default_evaluate(target, golden, reference, **kw):
+    """optim.evaluate; preprocessed golden tensors are cached in its default cache directory
+    (keyed by golden-set hash and preprocessing), so N artifacts decode the images once."""
+    from optim import evaluate
+
+    return evaluate(target, golden, reference, **kw).to_dict()
+
+
+def _default_bench(artifact, device, **kw):
+    from optim import bench
+
+    return bench(artifact, device, **kw).to_dict()
+
+
+def _load_artifact(path: Path):
+    from optim.runtimes.artifact import Artifact
+
+    if not path.exists():
+        raise InputError(f"artifact {path} does not exist")
+    return Artifact.load(path)
+
+
+def _reference_for(artifacts, reference: str | Path | None) -> Path | None:
+    """``reference`` if given, else the source checkpoint recorded in the artifacts' metadata
+    when it still exists on disk (and all artifacts agree)."""
+    if reference is not None:
+        p = Path(reference)
+        if not p.exists():
+            raise InputError(f"reference checkpoint {p} does not exist")
+        return p
+    found = set()
+    for a in artifacts:
+        src = (a.metadata or {}).get("source") or {}  # artifact.json "source": {"checkpoint", "sha256", ...}
+        path = src.get("checkpoint") if isinstance(src, dict) else None
+        if path and Path(path).is_file():
+            found.add(Path(path).resolve())
+    return found.pop() if len(found) == 1 else None
+
+
+def _names_for(a, path: Path) -> list[str]:
+    """What policy globs match: the directory name, "format-scheme", and the format."""
+    return list(dict.fromkeys([path.name, f"{a.format}-{a.scheme}", a.format]))
+
+
+def verify(
+    artifacts: list[str | Path] | tuple[str | Path, ...],
+    golden: str | Path,
+    *,
+    devices: list[str] | tuple[str, ...] = ("host",),
+    policy: Policy | str | Path | None = None,
+    reference: str | Path | None = None,
+    out: str | Path | None = None,
+    threads: int | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    trials: int = 3,
+    cooldown_s: float | None = None,
+    batch_size: int = 32,
+    evaluate_fn: Callable[..., dict] | None = None,
+    bench_fn: Callable[..., dict] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyResult:
+    """Gate ``artifacts`` (artifact directories) for release.
+
+    For each artifact: size (sum of its files, MB = 10^6 bytes), golden-set evaluation against
+    the FP32 ``reference`` checkpoint (``optim.evaluate``; default: the source checkpoint
+    recorded in the artifact if it is still on disk), and ``optim.bench`` on every device in
+    ``devices``; then the checks of :mod:`optim.gate.checks` against the policy section that
+    matches it (``policy``: a :class:`Policy`, a path, or None for ``./optim.toml``).
+    Reports (JSON, Markdown, JUnit XML, HTML) are written to ``out`` when given.
+    ``runs``/``warmup``/``trials``/``threads``/``cooldown_s`` (seconds between trials; None =
+    the device profile's value, 0 on the host) go to ``optim.bench``.
+
+    Raises :class:`InputError` (exit 2) before measuring anything for a missing or invalid
+    policy, artifact, golden set or reference; measurement failures are recorded in the
+    result (tool/device errors → verdict "error", exit 3) and never pass.
+    ``evaluate_fn``/``bench_fn`` replace ``optim.evaluate``/``optim.bench`` (tests, or
+    results computed elsewhere); they return the JSON dicts of those APIs.
+    """
+    say = progress or (lambda _m: None)
+    devices = list(dict.fromkeys(devices))
+    if not devices:
+        raise InputError("verify needs at least one --device (e.g. host, pixel6a)")
+    if not artifacts:
+        raise InputError("verify needs at least one artifact directory")
+    if not isinstance(policy, Policy):
+        policy_obj = find_policy(policy)
+        if policy_obj is None:
+            raise InputError("no policy: pass --policy FILE or put an optim.toml in the current directory "
+                             "(a gate without budgets would pass anything)")
+        policy = policy_obj
+    golden = Path(golden)
+    if not golden.is_dir():
+        raise InputError(f"golden set {golden} is not a directory")
+    paths = [Path(p) for p in artifacts]
+    loaded = [_load_artifact(p) for p in paths]
+    budgets: list[ResolvedBudget] = []
+    for a, p in zip(loaded, paths):
+        b = policy.resolve(_names_for(a, p), artifact=p.name)
+        if not b.has_checks:
+            raise InputError(f"policy {policy.source} sets no budget for artifact {p} (names tried: "
+                             f"{_names_for(a, p)}); add a [defaults] or a matching [targets.\"PATTERN\"] section")
+        budgets.append(b)
+    ref = _reference_for(loaded, reference)
+    if ref is None and any(b.needs_reference for b in budgets):
+        raise InputError("the policy has accuracy budgets but no FP32 reference was found: pass --reference CKPT")
+    evaluate_fn = evaluate_fn or _default_evaluate
+    bench_fn = bench_fn or _default_bench
+
+    entries, input_errors = [], []
+    for a, p, budget in zip(loaded, paths, budgets):
+        sha_before = a.content_sha256()
+        m: dict[str, Any] = {"size_bytes": a.size_bytes, "eval": None, "eval_error": None, "eval_error_kind": None,
+                             "bench": {}, "bench_errors": {}}
+        say(f"{p.name}: evaluating on {golden}")
+        try:
+            m["eval"] = evaluate_fn(str(p), str(golden), None if ref is None else str(ref),
+                                    tail_max_count=budget.tail_max_count, batch_size=batch_size, threads=threads)
+        except InputError as e:
+            m["eval_error"], m["eval_error_kind"] = str(e), "input"
+            input_errors.append(f"{p.name}: evaluation: {e}")
+        except Exception as e:  # a runtime or library broke: infrastructure, never a pass
+            m["eval_error"], m["eval_error_kind"] = f"{type(e).__name__}: {e}", "tool"
+        for d in devices:
+            say(f"{p.name}: benchmarking on {d}")
+            try:
+                extra = {} if cooldown_s is None else {"cooldown_s": cooldown_s}
+                m["bench"][d] = bench_fn(str(p), d, threads=threads, runs=runs, warmup=warmup, trials=trials, **extra)
+            except InputError as e:
+                m["bench_errors"][d] = str(e)
+                input_errors.append(f"{p.name}: bench on {d}: {e}")
+            except Exception as e:  # ToolError (device missing/unauthorized/tool crash) or a library bug
+                kind = "" if isinstance(e, OptimError) else f"{type(e).__name__}: "
+                m["bench_errors"][d] = f"{kind}{e}"
+        checks = C.artifact_checks(budget, m, devices)
+        sha_after = a.content_sha256()
+        if sha_after != sha_before:
+            checks.append(C.Check("artifact_bytes", "integrity", C.FAIL, "", reason=(
+                f"the artifact's files changed while it was being verified (sha256 {sha_before[:12]} → {sha_after[:12]})")))
+        entries.append({
+            "name": p.name, "path": str(p), "format": a.format, "scheme": a.scheme,
+            "content_sha256": sha_before, "size_bytes": a.size_bytes, "size_mb": a.size_bytes / 1e6,
+            "files": list(a.files),
+            "budget": budget.model_dump(mode="json"),
+            "verdict": C.verdict(checks),
+            "checks": [c.to_dict() for c in checks],
+            "eval": m["eval"], "eval_error": m["eval_error"],
+            "bench": m["bench"], "bench_errors": m["bench_errors"],
+        })
+
+    verdict_ = C.verdict([c for e in entries for c in e["checks"]])
+    exit_code = 2 if input_errors else C.exit_code_for(verdict_)
+    statuses = [c["status"] for e in entries for c in e["checks"]]
+    golden_info = next((e["eval"]["golden"] for e in entries if e["eval"]), None) or {"path": str(golden)}
+    report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "kind": "optim.verify",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "verdict": verdict_,
+        "exit_code": exit_code,
+        "devices": devices,
+        "policy": {"path": policy.source, "sha256": policy.sha256},
+        "golden": golden_info,
+        "reference": None if ref is None else {"path": str(ref), "sha256": sha256_file(ref) if ref.is_file() else None},
+        "environment": environment(),
+        "summary": {s: statuses.count(s) for s in ("pass", "fail", "error", "skipped")} | {"checks": len(statuses)},
+        "input_errors": input_errors,
+        "notes": [HOST_ACCURACY_NOTE],
+        "artifacts": entries,
+    }
+    result = VerifyResult(report)
+    if out is not None:
+        from optim.gate.reports import write_reports
+
+        result.paths = write_reports(report, Path(out))
+    return result
