@@ -69,9 +69,39 @@ def main() -> None:
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--finetune-epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", default="ptq,qat,pruned", help="Which comparisons to run: ptq, qat, pruned (comma-separated).")
+    ap.add_argument("--combine", nargs="+", metavar="JSON",
+                    help="Merge the rows of several result files (runs of different --parts on the same demo) into compression.json/.md.")
     ap.add_argument("--bench-only", action="store_true",
                     help="Re-measure host latency of every row in results/compression.json (all in this one run) and rewrite the results.")
     args = ap.parse_args()
+    if args.combine:
+        parts = [json.loads(Path(p).read_text()) for p in args.combine]
+        out = {**parts[0], "rows": [], "timings_s": {}, "combined_from": args.combine}
+        seen = set()
+        for part in parts:
+            for k, v in part.items():
+                if k not in ("rows", "timings_s") and out.get(k) is None:
+                    out[k] = v
+            out["timings_s"].update(part.get("timings_s", {}))
+            for row in part["rows"]:
+                key = (row["method"], row["format"])
+                if key not in seen:
+                    seen.add(key)
+                    out["rows"].append(row)
+        distilled = Path(out["demo"]["checkpoint"]).parent / "cmp-pruned30-distilled.pt"
+        label_only = distilled.with_name("cmp-pruned30-label-only.pt")
+        if distilled.is_file() and label_only.is_file():  # the paired comparison of the two students
+            from optim.golden_sets.evaluate import evaluate
+
+            rep = evaluate(str(distilled), out["demo"]["golden"], str(label_only)).to_dict()
+            (head,) = rep["heads"].values()
+            out["distilled_vs_label_only"] = {k: head["delta"][k] for k in ("top1", "tail_top1", "head_top1", "macro_f1", "mcnemar_p")}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "compression.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+        (RESULTS / "compression.md").write_text(to_markdown(out))
+        print(to_markdown(out))
+        return
     if args.bench_only:
         out = json.loads((RESULTS / "compression.json").read_text())
         for row in out["rows"]:
@@ -85,16 +115,11 @@ def main() -> None:
         print(to_markdown(out))
         return
 
-    import torch
-
-    from optim.checkpoint import load_checkpoint
     from optim.demo.run import run_demo
     from optim.optimize.distillation import DistillConfig
-    from optim.optimize.finetune import FinetuneConfig, finetune
+    from optim.optimize.finetune import FinetuneConfig
     from optim.optimize.ptq import quantize
-    from optim.optimize.pruning import prune, save_pruned
     from optim.optimize.qat import quantize_qat
-    from optim.optimize.train_data import TrainSet
 
     wd = Path(args.workdir)
     t_start = time.perf_counter()
@@ -117,22 +142,47 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row, default=str))
 
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     add("FP32", "torch", ckpt)
+    qat_cfg = FinetuneConfig(epochs=args.qat_epochs, batch_size=32, lr=1e-4, seed=args.seed, distill=DistillConfig(0.5, 4.0))
+    pr = None
 
     # PTQ
-    t = time.perf_counter()
-    ptq = quantize(ckpt, formats=formats, scheme="int8", calib=train_dir, calib_size=300, out=wd / "cmp-ptq")
-    timings["ptq_s"] = time.perf_counter() - t
-    for r in ptq.results:
-        add("PTQ INT8", r.format, r.artifact_dir, r.status, r.error)
+    if "ptq" in parts:
+        t = time.perf_counter()
+        ptq = quantize(ckpt, formats=formats, scheme="int8", calib=train_dir, calib_size=300, out=wd / "cmp-ptq")
+        timings["ptq_s"] = time.perf_counter() - t
+        for r in ptq.results:
+            add("PTQ INT8", r.format, r.artifact_dir, r.status, r.error)
 
     # QAT
-    qat_cfg = FinetuneConfig(epochs=args.qat_epochs, batch_size=32, lr=1e-4, seed=args.seed, distill=DistillConfig(0.5, 4.0))
-    t = time.perf_counter()
-    qat = quantize_qat(ckpt, train=train_dir, golden=golden, formats=formats, config=qat_cfg, out=wd / "cmp-qat", progress=False, on_info=print)
-    timings["qat_s"] = time.perf_counter() - t
-    for r in qat.results:
-        add("QAT INT8", r.format, r.artifact_dir, r.status, r.error)
+    if "qat" in parts:
+        t = time.perf_counter()
+        qat = quantize_qat(ckpt, train=train_dir, golden=golden, formats=formats, config=qat_cfg, out=wd / "cmp-qat", progress=False, on_info=print)
+        timings["qat_s"] = time.perf_counter() - t
+        for r in qat.results:
+            add("QAT INT8", r.format, r.artifact_dir, r.status, r.error)
+    if "pruned" in parts:
+        pr = _pruned_part(args, wd, ckpt, golden, train_dir, formats, qat_cfg, timings, add)
+    if "pruned-qat" in parts:  # QAT of a distilled pruned student written by an earlier --parts pruned run
+        t = time.perf_counter()
+        pq = quantize_qat(wd / "cmp-pruned30-distilled.pt", teacher=ckpt, train=train_dir, golden=golden, formats=formats,
+                          config=qat_cfg, out=wd / "cmp-pruned30-qat-b", progress=False, on_info=print)
+        timings["pruned_qat_s"] = time.perf_counter() - t
+        for r in pq.results:
+            add("pruned 30 % + QAT INT8", r.format, r.artifact_dir, r.status, r.error)
+    _write(args, parts, demo, ckpt, golden, train_dir, pr, qat_cfg, timings, rows, t_start)
+
+
+def _pruned_part(args, wd, ckpt, golden, train_dir, formats, qat_cfg, timings, add):
+    import torch
+
+    from optim.checkpoint import load_checkpoint
+    from optim.optimize.distillation import DistillConfig
+    from optim.optimize.finetune import FinetuneConfig, finetune
+    from optim.optimize.pruning import prune, save_pruned
+    from optim.optimize.qat import quantize_qat
+    from optim.optimize.train_data import TrainSet
 
     # pruned(30 %) students: distilled vs label-only, same pruning and seed
     loaded = load_checkpoint(ckpt)
@@ -157,16 +207,20 @@ def main() -> None:
     timings["pruned_qat_s"] = time.perf_counter() - t
     for r in pq.results:
         add("pruned 30 % + QAT INT8", r.format, r.artifact_dir, r.status, r.error)
+    return pr
 
+
+def _write(args, parts, demo, ckpt, golden, train_dir, pr, qat_cfg, timings, rows, t_start) -> None:
     out = {
         "schema_version": 1, "host": platform.platform(), "processor": platform.processor(), "threads": 2,
         "demo": {"checkpoint": str(ckpt), "golden": str(golden), "train": str(train_dir), "fp32_top1": demo.top1},
-        "pruning": pr.to_dict(), "qat_config": qat_cfg.to_dict(), "finetune_epochs": args.finetune_epochs,
+        "parts": sorted(parts), "pruning": pr.to_dict() if pr is not None else None, "qat_config": qat_cfg.to_dict(), "finetune_epochs": args.finetune_epochs,
         "timings_s": timings, "total_s": time.perf_counter() - t_start, "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "compression.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
-    (RESULTS / "compression.md").write_text(to_markdown(out))
+    name = "compression" if parts == {"ptq", "qat", "pruned"} else "compression-" + "-".join(sorted(parts))
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    (RESULTS / f"{name}.md").write_text(to_markdown(out))
     print(to_markdown(out))
 
 
@@ -189,10 +243,16 @@ def to_markdown(out: dict) -> str:
         lines.append(f"| {r['method']} | {r['format']} | {_f(r.get('size_mb'), '.2f')} | {_f(r.get('top1'))} | {_f(r.get('tail_top1'))} | "
                      f"{_pp(r.get('delta_top1'))} | {_pp(r.get('delta_tail_top1'))} | {_f(r.get('p50_ms'), '.2f')} | {_f(r.get('p95_ms'), '.2f')} | "
                      f"{r['status']}{' — ' + r['error'][:80] if r.get('error') else ''} |")
-    p = out["pruning"]
-    lines += ["", f"Pruning: ratio 0.3 (L1), parameters {p['before']['parameters']:,} → {p['after']['parameters']:,}, "
+    p = out.get("pruning")
+    if p:
+        lines += ["", f"Pruning: ratio 0.3 (L1), parameters {p['before']['parameters']:,} → {p['after']['parameters']:,}, "
                   f"MACs {p['before']['macs']:,} → {p['after']['macs']:,}. Timings (s): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in out["timings_s"].items()) + "."]
+    d = out.get("distilled_vs_label_only")
+    if d:
+        lines += ["", "Distilled vs label-only fine-tuning of the same pruned student (same pruning, seed, epochs), paired on the "
+                      f"golden set: Δ top-1 {_pp(d['top1'])} pp, Δ tail top-1 {_pp(d['tail_top1'])} pp, "
+                      f"Δ macro-F1 {_pp(d['macro_f1'])} pp, McNemar p = {d['mcnemar_p']:.3g}."]
     return "\n".join(lines) + "\n"
 
 

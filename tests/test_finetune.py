@@ -63,6 +63,8 @@ def test_resume_refuses_a_different_config(split, teacher_student, tmp_path):
     data = TrainSet.load(split, card)
     cfg = FinetuneConfig(epochs=1, batch_size=20, max_steps=1)
     finetune(copy.deepcopy(student0), teacher, card, data, cfg, tmp_path, progress=False)
+    # the teacher is used, not changed: a later deep copy of it (a second QAT backend) must still be trainable
+    assert all(p.requires_grad for p in teacher.parameters())
     with pytest.raises(InputError, match="different run"):
         finetune(copy.deepcopy(student0), teacher, card, data, FinetuneConfig(epochs=1, batch_size=20, max_steps=1, lr=0.5), tmp_path, progress=False)
 

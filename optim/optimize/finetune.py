@@ -232,9 +232,7 @@ def finetune(
     fingerprint = _fingerprint(config, data_info, student)
     distill = config.distill if teacher is not None else None
     if teacher is not None:
-        set_train_mode(teacher, False)
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        set_train_mode(teacher, False)  # its forward runs under no_grad; its parameters are left as they are
 
     n = len(train)
     per_epoch = _batches_per_epoch(n, config.batch_size)

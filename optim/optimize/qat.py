@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -157,13 +158,16 @@ def lower_tflite(converted, card: ModelCard, quantizer, out_dir: Path) -> dict[s
 
 
 def lower(fmt: str, converted, card: ModelCard, quantizer, out_dir: Path) -> dict[str, Any]:
-    if fmt == "pte":
-        return lower_pte(converted, card, out_dir)
-    if fmt == "onnx":
-        return lower_onnx(converted, card, out_dir)
-    if fmt == "tflite":
-        return lower_tflite(converted, card, quantizer, out_dir)
-    raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMAT_BACKEND)}")
+    """Lower ``converted`` to ``fmt`` in ``out_dir``. Library chatter on stdout (ExecuTorch's
+    partitioner prints) goes to stderr, so that ``--json`` output stays parseable."""
+    import sys
+
+    fns = {"pte": lambda: lower_pte(converted, card, out_dir), "onnx": lambda: lower_onnx(converted, card, out_dir),
+           "tflite": lambda: lower_tflite(converted, card, quantizer, out_dir)}
+    if fmt not in fns:
+        raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMAT_BACKEND)}")
+    with contextlib.redirect_stdout(sys.stderr):
+        return fns[fmt]()
 
 
 # ---- the whole job ------------------------------------------------------------------------
@@ -336,7 +340,8 @@ def quantize_qat(
         info(f"QAT ({backend} quantizer) for {', '.join(backend_fmts)}: {len(data)} images, {config.epochs} epoch(s), run log {run_dir / 'run_log.jsonl'}")
         t0 = time.perf_counter()
         try:
-            prepared, quantizer = prepare_qat(copy.deepcopy(loaded.model), card, backend, config.batch_size)
+            with contextlib.redirect_stdout(sys.stderr):
+                prepared, quantizer = prepare_qat(copy.deepcopy(loaded.model), card, backend, config.batch_size)
             ft = finetune(prepared, teacher_model, card, data, config, run_dir, resume=resume, progress=progress,
                           on_warning=on_warning, desc=f"QAT {backend}")
             converted = convert_qat(prepared, fold_quantize=backend == "xnnpack")
