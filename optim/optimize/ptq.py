@@ -144,7 +144,6 @@ def export_one(
 ) -> FormatResult:
     """Export one format × scheme into ``out_dir/<format>-<scheme>`` and check it; never raises
     for a library failure (it becomes ``status="export_failed"``)."""
-    final = out_dir / artifact_dir_name(fmt, scheme)
     try:
         module = get_format(fmt)
     except ToolError as e:
@@ -152,12 +151,37 @@ def export_one(
     if scheme not in module.SCHEMES:
         err = ExportFailed(fmt, scheme, NotImplementedError(f"scheme {scheme} is not supported by the {fmt} exporter (supported: {', '.join(module.SCHEMES)})"))
         return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(err))
+    return stage_checked_artifact(
+        module, scheme, out_dir,
+        lambda staging: module.export(copy.deepcopy(model), card, scheme, None if calib is None else calib.batch, staging),
+        card=card, source=source, libraries=module.LIBRARIES,
+        calibration=calib.to_metadata() if (calib is not None and scheme == "int8") else None,
+        check_batch=check_batch, check_desc=check_desc, reference=reference, threads=threads,
+    )
+
+
+def stage_checked_artifact(
+    module, scheme: str, out_dir: Path, write: Callable[[Path], Any], *,
+    card, source: dict[str, Any], libraries: Sequence[str], calibration: dict[str, Any] | None,
+    check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray], threads: int | None = None,
+) -> FormatResult:
+    """Write one artifact through a staging directory and publish it only once it is checked.
+
+    ``write(staging)`` writes the format's files and returns an
+    :class:`optim.runtimes.registry.ExportOutput`; then ``artifact.json`` is written, the artifact
+    is run on its host runtime (``module.open_artifact``) against the torch ``reference`` outputs
+    on ``check_batch``, and the staging directory is renamed to ``out_dir/<format>-<scheme>``.
+    A library failure becomes ``status="export_failed"`` naming the format and operator (nothing
+    is left behind); :class:`InputError` and interrupts propagate.
+    """
+    fmt = module.FORMAT
+    final = out_dir / artifact_dir_name(fmt, scheme)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
     t0 = time.perf_counter()
     try:
         try:
-            exported = module.export(copy.deepcopy(model), card, scheme, None if calib is None else calib.batch, staging)
+            exported = write(staging)
         except InputError:
             raise
         except Exception as e:
@@ -165,10 +189,9 @@ def export_one(
         seconds = time.perf_counter() - t0
         artifact = write_metadata(
             staging, fmt=fmt, scheme=scheme, files=exported.files, card=card, inputs=exported.inputs,
-            outputs=exported.outputs, source=source,
-            calibration=calib.to_metadata() if (calib is not None and scheme == "int8") else None,
+            outputs=exported.outputs, source=source, calibration=calibration,
             recipe={**exported.recipe, "export_seconds": round(seconds, 3)},
-            versions={"optim": library_versions("optim")["optim"], **library_versions(*module.LIBRARIES)},
+            versions={"optim": library_versions("optim")["optim"], **library_versions(*libraries)},
         )
         try:
             runtime = module.open_artifact(artifact, threads)

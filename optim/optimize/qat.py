@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ import numpy as np
 from optim.errors import InputError, ToolError
 from optim.model_card import ModelCard
 from optim.optimize.finetune import FinetuneConfig, TrainingDiverged, finetune
-from optim.optimize.ptq import STATUS_EXPORT_FAILED, STATUS_OK, FormatResult, QuantizeResult
+from optim.optimize.ptq import STATUS_EXPORT_FAILED, FormatResult, QuantizeResult
 
 BACKEND_FORMATS = {"xnnpack": ("pte", "onnx"), "litert": ("tflite",)}
 FORMAT_BACKEND = {f: b for b, fs in BACKEND_FORMATS.items() for f in fs}
@@ -214,57 +212,28 @@ def _export_artifact(fmt: str, converted, quantizer, card: ModelCard, out_dir: P
                      training: dict[str, Any], check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray],
                      threads: int | None) -> FormatResult:
     """Lower one format into a staging dir, write ``artifact.json`` (issue-3 writer), check it on
-    its host runtime against the FP32 teacher, then move it to ``out_dir/<format>-int8``."""
-    from optim.optimize.export_checks import compare_outputs, summarize_check
-    from optim.runtimes.artifact import Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
-    from optim.runtimes.registry import ExportFailed, get_format
+    its host runtime against the FP32 teacher, then move it to ``out_dir/<format>-int8``
+    (the same staging and checks as PTQ: :func:`optim.optimize.ptq.stage_checked_artifact`)."""
+    from optim.optimize.ptq import stage_checked_artifact
+    from optim.runtimes.registry import ExportOutput, get_format
 
     scheme = "int8"
-    final = out_dir / artifact_dir_name(fmt, scheme)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
-    t0 = time.perf_counter()
     try:
-        try:
-            recipe = lower(fmt, converted, card, quantizer, staging)
-            files = sorted(p.name for p in staging.iterdir() if p.is_file())
-            inputs, outputs = _artifact_specs(fmt, staging / recipe["file"], card)
-        except InputError:
-            raise
-        except Exception as e:
-            raise ExportFailed(fmt, scheme, e) from e
-        seconds = time.perf_counter() - t0
+        module = get_format(fmt)
+    except ToolError as e:
+        return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(e))
+
+    def write(staging: Path) -> ExportOutput:
+        recipe = lower(fmt, converted, card, quantizer, staging)
+        files = sorted(p.name for p in staging.iterdir() if p.is_file())
+        inputs, outputs = _artifact_specs(fmt, staging / recipe["file"], card)
         recipe = {**recipe, "method": "qat", "quantizer": FORMAT_BACKEND[fmt], "training": training,
-                  "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor (learnt in QAT)",
-                  "export_seconds": round(seconds, 3)}
-        artifact = write_metadata(staging, fmt=fmt, scheme=scheme, files=files, card=card, inputs=inputs, outputs=outputs,
-                                  source=source, calibration=None, recipe=recipe,
-                                  versions={"optim": library_versions("optim")["optim"], **library_versions(*FORMAT_LIBRARIES[fmt])})
-        try:
-            module = get_format(fmt)
-        except ToolError as e:  # the host runtime of this format is not built yet: say so
-            check = {"reference": "torch eager FP32", "passed": None, "skipped": f"no host runtime for {fmt}: {e}"}
-        else:
-            try:
-                runtime = module.open_artifact(artifact, threads)
-                candidate = runtime.predict(check_batch)
-                runtime.close()
-            except Exception as e:
-                raise ExportFailed(fmt, scheme, RuntimeError(f"the exported artifact does not run on its host runtime: {type(e).__name__}: {e}")) from e
-            check = summarize_check(compare_outputs(reference, candidate, card), scheme, len(check_batch), check_desc)
-        update_metadata(artifact, checks=check)
-        if final.exists():
-            shutil.rmtree(final)
-        staging.chmod(0o755)
-        staging.rename(final)
-    except ExportFailed as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, export_seconds=time.perf_counter() - t0, error=str(e), operator=e.operator)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return FormatResult(fmt, scheme, STATUS_OK, artifact_dir=final, size_bytes=Artifact.load(final).size_bytes,
-                        export_seconds=seconds, check=check)
+                  "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor (learnt in QAT)"}
+        return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe=recipe)
+
+    return stage_checked_artifact(module, scheme, out_dir, write, card=card, source=source, libraries=FORMAT_LIBRARIES[fmt],
+                                  calibration=None, check_batch=check_batch, check_desc=check_desc, reference=reference,
+                                  threads=threads)
 
 
 def quantize_qat(
