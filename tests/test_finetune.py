@@ -12,7 +12,6 @@ import torchvision
 
 from conftest import small_card
 from optim.errors import InputError
-from optim.optimize.distillation import DistillConfig
 from optim.optimize.finetune import FinetuneConfig, TrainingDiverged, finetune, gradient_health
 from optim.optimize.pruning import prune
 from optim.optimize.train_data import TrainSet, check_not_golden

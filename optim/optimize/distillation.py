@@ -46,7 +46,6 @@ def multiclass_kd_loss(student, teacher, labels, alpha: float, temperature: floa
     Args: student, teacher: float N×K logits; labels: int64 (N,), −1 = unlabelled (teacher
     only); teacher None → label loss only.
     """
-    import torch
     import torch.nn.functional as F
 
     zero = student.sum() * 0.0

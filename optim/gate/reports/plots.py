@@ -144,7 +144,7 @@ def head_vs_tail(report: dict[str, Any]) -> list[tuple[str, bytes]]:
         lo_, hi_ = ax.get_ylim()
         ax.set_ylim(lo_, hi_ + 0.12 * (hi_ - lo_))  # room for the value labels
         tail = items[0][1].get("tail_classes") or []
-        ax.set_xticks(range(3), [f"overall", "head classes", f"tail classes ({len(tail)})"])
+        ax.set_xticks(range(3), ["overall", "head classes", f"tail classes ({len(tail)})"])
         ax.set_ylabel("Δ top-1 vs FP32 (points; negative = worse)")
         ax.set_title(f"Head vs tail classes, head '{hname}' (bars: 95 % paired-bootstrap CI)")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
