@@ -43,3 +43,14 @@ class CheckFailed(OptimError):
     """A gate or check ran and the artifact did not pass."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+def describe_validation_error(error) -> str:
+    """One line naming every bad field of a pydantic ``ValidationError``:
+    ``"a.b: message; c: unknown key (typo?)"`` (dotted paths; ``<root>`` for the top level)."""
+    problems = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key (typo?)" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{key}: {msg}")
+    return "; ".join(problems)

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from optim.errors import InputError
+from optim.errors import InputError, describe_validation_error
 
 CARD_SUFFIX = ".optim.toml"
 
@@ -156,10 +156,7 @@ class ModelCard(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
-            )
-            raise InputError(f"invalid model card {source}: {problems}") from None
+            raise InputError(f"invalid model card {source}: {describe_validation_error(e)}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelCard":

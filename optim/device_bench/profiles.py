@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from optim.errors import InputError
+from optim.errors import InputError, describe_validation_error
 
 
 class Cluster(BaseModel):
@@ -49,8 +49,7 @@ def _parse(key: str, entry: dict[str, Any], source: str) -> DeviceProfile:
     try:
         return DeviceProfile(key=key, **entry)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise InputError(f"{source}: profile [{key}] is invalid ({problems})") from None
+        raise InputError(f"{source}: profile [{key}] is invalid ({describe_validation_error(e)})") from None
 
 
 def builtin_profiles() -> dict[str, DeviceProfile]:

@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from optim.errors import InputError
+from optim.errors import InputError, describe_validation_error
 
 POLICY_SCHEMA_VERSION = 1
 DEFAULT_POLICY_NAME = "optim.toml"
@@ -136,12 +136,7 @@ class Policy(_Strict):
         try:
             return cls.model_validate({**data, "source": source, "sha256": sha256})
         except ValidationError as e:
-            problems = []
-            for err in e.errors():
-                key = ".".join(str(p) for p in err["loc"]) or "<root>"
-                msg = "unknown key (typo?)" if err["type"] == "extra_forbidden" else err["msg"]
-                problems.append(f"{key}: {msg}")
-            raise InputError(f"invalid policy {source}: " + "; ".join(problems)) from None
+            raise InputError(f"invalid policy {source}: {describe_validation_error(e)}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> "Policy":
