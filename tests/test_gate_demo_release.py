@@ -21,15 +21,17 @@ def test_release_half_publishes_what_passed_and_shows_the_gate_failing(resnet18_
     ckpt = tmp_path / "model.pt"
     shutil.copy(resnet18_ckpt, ckpt)
     shutil.copy(card_path_for(resnet18_ckpt), card_path_for(ckpt))
+    from optim.demo.data import write_image_folder
+    from optim.golden_sets.build import build_from_image_folder
+
     X, y = mnist_data()
     golden = tmp_path / "golden"
-    for d in range(10):
-        (golden / str(d)).mkdir(parents=True)
-        for k, i in enumerate(np.flatnonzero(y == d)[:5]):
-            from PIL import Image
-
-            Image.fromarray(X[i].reshape(28, 28).astype(np.uint8)).save(golden / str(d) / f"{k}.png")
-    rel = run_release(tmp_path, ckpt, golden, head="class", formats=("onnx",), runs=5, warmup=1, trials=1, log=lambda m: None)
+    picks = np.concatenate([np.flatnonzero(y == d)[:10] for d in range(10)])
+    images = X[picks].reshape(-1, 28, 28).astype(np.uint8)
+    write_image_folder(golden, images[::2], y[picks][::2], prefix="golden")  # as optim demo lays them out
+    build_from_image_folder(golden, head="class", name="demo-golden")
+    write_image_folder(tmp_path / "train", images[1::2], y[picks][1::2], prefix="train")  # calibration split
+    rel = run_release(tmp_path, ckpt, golden, formats=("onnx",), runs=5, warmup=1, trials=1, log=lambda m: None)
     rep = rel.verify_report
     assert (golden / "golden.json").is_file() and rep["golden"]["verified"] is True
     passed = {a["name"] for a in rep["artifacts"] if a["verdict"] == "pass"}

@@ -53,19 +53,6 @@ class ReleaseResult:
                 "published": self.published, "not_published": self.not_published, "variant": self.variant}
 
 
-def ensure_golden_set(golden: Path, train_counts: Path, head: str) -> None:
-    """Give the demo's image-folder golden set its manifest and golden.json (hash + training
-    class counts) if it has none yet, so that verify can check its integrity."""
-    if (golden / "golden.json").is_file():
-        return
-    import json
-
-    from optim.golden_sets.build import build_from_image_folder
-
-    counts = json.loads(train_counts.read_text()) if train_counts.is_file() else None
-    build_from_image_folder(golden, head=head, name="mnist-longtail-golden", version="1", train_counts=counts)
-
-
 def _replay(report: dict[str, Any]):
     """evaluate/bench functions that return the measurements of an earlier verify run, keyed by
     artifact path: the policy variant is judged on exactly the same numbers, without re-running."""
@@ -80,7 +67,7 @@ def _replay(report: dict[str, Any]):
     return evaluate_fn, bench_fn
 
 
-def run_release(workdir: str | Path, checkpoint: Path, golden: Path, *, head: str = "digit",
+def run_release(workdir: str | Path, checkpoint: Path, golden: Path, *,
                 formats: tuple[str, ...] = DEMO_FORMATS, runs: int = 50, warmup: int = 5, trials: int = 3,
                 log: Callable[[str], None] = print) -> ReleaseResult:
     """Quantize ``checkpoint`` to static INT8 in each of ``formats`` (calibrated on the demo's
@@ -97,8 +84,7 @@ def run_release(workdir: str | Path, checkpoint: Path, golden: Path, *, head: st
     from optim.optimize.ptq import quantize
 
     workdir = Path(workdir)
-    ensure_golden_set(golden, workdir / "train_counts.json", head)
-    calib = workdir / "train" if (workdir / "train").is_dir() else golden
+    calib = workdir / "train"  # calibrate on training images, never on the golden set that judges the result
     log(f"quantizing {checkpoint} to INT8: {', '.join(formats)} (calibration: {CALIB_SIZE} images from {calib})")
     q = quantize(checkpoint, formats=list(formats), scheme="int8", calib=calib, calib_size=CALIB_SIZE,
                  out=workdir / "artifacts", on_result=lambda r: log(
