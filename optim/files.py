@@ -56,3 +56,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """JSON-encode ``obj`` (indent 2, sorted keys) and write it atomically."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def parse_toml(raw: bytes, source: str | Path, what: str) -> dict[str, Any]:
+    """Decode the bytes of a TOML file (UTF-8) into a dict.
+
+    ``what`` names the kind of file in the message (``"model card"``, ``"policy file"``).
+    Raises :class:`optim.errors.InputError` naming ``source`` if the bytes are not UTF-8 TOML.
+    """
+    import tomllib
+
+    from optim.errors import InputError
+
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{what} {source} is not valid TOML ({e}); fix the file") from None

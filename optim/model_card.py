@@ -32,7 +32,6 @@ Validation errors name the field and the file (:class:`optim.errors.InputError`)
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +39,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from optim.errors import InputError, describe_validation_error
+from optim.files import parse_toml
 
 CARD_SUFFIX = ".optim.toml"
 
@@ -164,11 +164,7 @@ class ModelCard(_Strict):
         path = Path(path)
         if not path.is_file():
             raise InputError(f"model card {path} does not exist; write one (see `optim inspect --help`) or pass --card")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"model card {path} is not valid TOML: {e}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(parse_toml(path.read_bytes(), path, "model card"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -22,12 +22,12 @@ registers them with ``optim devices setup`` (which writes this file) or by editi
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from optim.errors import InputError
+from optim.files import parse_toml
 
 CONFIG_FILE = "devices.toml"
 #: format → the official on-device tool that benchmarks it
@@ -70,10 +70,7 @@ def load_config(path: str | Path | None = None) -> DeviceConfig:
     path = Path(path) if path else config_path()
     if not path.exists():
         return DeviceConfig(source=path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML ({e}); fix or delete the file") from None
+    data = parse_toml(path.read_bytes(), path, "device config")
     cfg = DeviceConfig(source=path)
     for name, entry in (data.get("tools") or {}).items():
         if name not in TOOLS:
@@ -102,10 +99,7 @@ def save_tools(tools: dict[str, ToolConfig], path: str | Path | None = None) -> 
     path = Path(path) if path else config_path()
     data: dict[str, Any] = {}
     if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise InputError(f"{path}: not valid TOML ({e}); fix or delete the file") from None
+        data = parse_toml(path.read_bytes(), path, "device config")
     section = data.setdefault("tools", {})
     for name, t in tools.items():
         entry: dict[str, Any] = {"path": str(t.path)}

@@ -42,13 +42,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from optim.errors import InputError, describe_validation_error
+from optim.files import parse_toml
 
 POLICY_SCHEMA_VERSION = 1
 DEFAULT_POLICY_NAME = "optim.toml"
@@ -145,10 +145,7 @@ class Policy(_Strict):
         if not path.is_file():
             raise InputError(f"policy file {path} does not exist (write one, see `optim verify --help`)")
         raw = path.read_bytes()
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"policy file {path} is not valid TOML: {e}") from None
+        data = parse_toml(raw, path, "policy file")
         return cls.from_dict(data, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
     def resolve(self, names: list[str] | tuple[str, ...], artifact: str | None = None) -> ResolvedBudget:
