@@ -125,6 +125,14 @@ class Artifact:
     def path(self, name: str) -> Path:
         return self.dir / name
 
+    def require_file(self, name: str) -> Path:
+        """The path of the artifact's file ``name``; raises :class:`InputError` naming the
+        format and the directory if it is not there."""
+        p = self.path(name)
+        if not p.is_file():
+            raise InputError(f"{self.format} artifact {self.dir} has no {name}")
+        return p
+
     @property
     def size_bytes(self) -> int:
         """Sum of the artifact's files' sizes on disk, in bytes (metadata excluded)."""

@@ -119,9 +119,7 @@ class ExecuTorchRuntime(Runtime):
 
         super().__init__(artifact.card, threads)
         self.artifact = artifact
-        path = artifact.path(MODEL_FILE)
-        if not path.is_file():
-            raise InputError(f"pte artifact {artifact.dir} has no {MODEL_FILE}")
+        path = artifact.require_file(MODEL_FILE)
         if threads:
             from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 

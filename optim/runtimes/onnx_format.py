@@ -153,9 +153,7 @@ class OnnxRuntime(Runtime):
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        model_path = artifact.path(MODEL_FILE)
-        if not model_path.is_file():
-            raise InputError(f"onnx artifact {artifact.dir} has no {MODEL_FILE}")
+        model_path = artifact.require_file(MODEL_FILE)
         self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         batch_dim = self.session.get_inputs()[0].shape[0]

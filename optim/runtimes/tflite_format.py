@@ -166,9 +166,7 @@ class LiteRtRuntime(Runtime):
 
         super().__init__(artifact.card, threads)
         self.artifact = artifact
-        path = artifact.path(MODEL_FILE)
-        if not path.is_file():
-            raise InputError(f"tflite artifact {artifact.dir} has no {MODEL_FILE}")
+        path = artifact.require_file(MODEL_FILE)
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
