@@ -51,7 +51,10 @@ def test_reference_defaults_to_the_artifacts_source_checkpoint(tmp_path):
     from optim.gate.policy import Policy
     from optim.gate.verify import verify
 
-    art = make_artifact(tmp_path)  # artifact.json source.checkpoint = tmp_path/model.pt
+    import hashlib
+
+    # artifact.json source.checkpoint = tmp_path/model.pt, exported from the bytes b"fp32"
+    art = make_artifact(tmp_path, source_sha256=hashlib.sha256(b"fp32").hexdigest())
     (tmp_path / "golden").mkdir()
     seen = []
 
@@ -65,4 +68,8 @@ def test_reference_defaults_to_the_artifacts_source_checkpoint(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"fp32")
     res = verify([art], tmp_path / "golden", policy=pol, evaluate_fn=evaluate_fn, bench_fn=lambda *a, **k: bench_result())
     assert seen == [str((tmp_path / "model.pt").resolve())]
+    assert res.report["reference"]["resolved_from"] == "source checkpoint"
+    (tmp_path / "model.pt").write_bytes(b"another model")  # the source changed after export: never a silent reference
+    with pytest.raises(InputError, match="changed since export"):
+        verify([art], tmp_path / "golden", policy=pol, evaluate_fn=evaluate_fn, bench_fn=lambda *a, **k: bench_result())
     assert res.report["reference"]["path"] == str((tmp_path / "model.pt").resolve())

@@ -27,7 +27,7 @@ from optim.gate.verify import verify
 from conftest import small_card
 
 
-def make_artifact(root: Path, name="onnx-int8", payload=b"model-bytes" * 100) -> Path:
+def make_artifact(root: Path, name="onnx-int8", payload=b"model-bytes" * 100, source_sha256="c" * 64) -> Path:
     """An artifact directory whose model file is ``payload`` (never run) plus artifact.json."""
     from optim.runtimes.artifact import write_metadata
 
@@ -42,7 +42,7 @@ def make_artifact(root: Path, name="onnx-int8", payload=b"model-bytes" * 100) ->
         names = [f"model.{fmt}"]
         (d / names[0]).write_bytes(payload)
     write_metadata(d, fmt=fmt, scheme=scheme, files=names, card=small_card(),
-                   inputs=[], outputs=[], source={"checkpoint": str(root / "model.pt"), "sha256": "c" * 64},
+                   inputs=[], outputs=[], source={"checkpoint": str(root / "model.pt"), "sha256": source_sha256},
                    recipe={"quantizer": "nncf"}, versions={"onnx": "1.23"})
     return d
 
@@ -98,8 +98,8 @@ def test_second_publish_of_same_version_is_refused(setup):
 
 def test_changed_bytes_cannot_be_published(setup):
     tmp, art, results = setup
-    (art / "model.onnx").write_bytes(b"tampered")
-    with pytest.raises(InputError, match="never verified"):
+    (art / "model.onnx").write_bytes(b"tampered")  # now refused on load: its listed sha256 no longer matches
+    with pytest.raises(InputError, match="changed after export"):
         P.publish(art, tmp / "reg", results=results)
     assert P.list_releases(tmp / "reg") == []
 

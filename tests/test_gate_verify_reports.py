@@ -40,6 +40,9 @@ class ArtifactTestDouble:
     def size_bytes(self):
         return sum((self.dir / f).stat().st_size for f in self.files)
 
+    def digests(self):
+        return {f: hashlib.sha256((self.dir / f).read_bytes()).hexdigest() for f in self.files}
+
     def content_sha256(self):
         h = hashlib.sha256()
         for f in self.files:

@@ -73,6 +73,7 @@ COMMAND_MODULES = (
     "devices_cmd",
     "verify_cmd",
     "publish_cmd",
+    "keygen_cmd",
     "prune_cmd",
 )
 

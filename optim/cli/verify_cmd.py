@@ -19,7 +19,10 @@ def print_verdict_table(report: dict) -> None:
     from optim.gate.reports.format import row
 
     s = state()
+    from optim.gate.reports.format import reference_line
+
     s.console.print(f"optim verify: {report['verdict'].upper()} (exit code {report['exit_code']})", markup=False)
+    s.console.print(reference_line(report), markup=False)
     for a in report["artifacts"]:
         rows = []
         for c in a["checks"]:
@@ -49,16 +52,19 @@ def print_verdict_table(report: dict) -> None:
 @click.option("--golden", required=True, type=click.Path(), help="Golden set directory (verified by its golden.json hash).")
 @click.option("--policy", type=click.Path(), default=None, help="Policy file [default: ./optim.toml].")
 @click.option("--reference", type=click.Path(), default=None,
-              help="FP32 reference checkpoint [default: the artifact's source checkpoint if still on disk].")
+              help="FP32 reference checkpoint [default: the FP32 original from the artifact's lineage, else its source "
+                   "checkpoint, if on disk]. Never the compressed model itself.")
 @click.option("--out", type=click.Path(file_okay=False), default="optim-verify", show_default=True,
               help="Directory for verify.json, verify.md, verify.junit.xml, verify.html.")
+@click.option("--sign-key", type=click.Path(dir_okay=False), default=None, envvar="OPTIM_SIGN_KEY",
+              help="PEM private key that signs the attestation verify.intoto.json [env OPTIM_SIGN_KEY; see `optim keygen`].")
 @click.option("--threads", type=int, default=None, help="Runtime threads for eval and bench.")
 @click.option("--runs", type=int, default=100, show_default=True, help="Timed iterations per trial.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Discarded iterations per trial.")
 @click.option("--trials", type=int, default=3, show_default=True)
 @click.option("--cooldown", type=float, default=None, help="Seconds between trials [default: the device profile's; 0 on the host].")
 @json_option
-def command(artifacts, devices, golden, policy, reference, out, threads, runs, warmup, trials, cooldown, as_json) -> None:
+def command(artifacts, devices, golden, policy, reference, out, sign_key, threads, runs, warmup, trials, cooldown, as_json) -> None:
     """Gate ARTIFACT directories for release: size, golden-set accuracy versus the FP32
     reference, and p95 latency on each --device, judged against the policy (optim.toml).
 
@@ -74,7 +80,7 @@ def command(artifacts, devices, golden, policy, reference, out, threads, runs, w
     s = state()
     result = verify(list(artifacts), golden, devices=list(devices), policy=policy, reference=reference, out=out,
                     threads=threads, runs=runs, warmup=warmup, trials=trials, cooldown_s=cooldown,
-                    progress=s.info)
+                    progress=s.info, sign_key=sign_key)
     if as_json:
         print_json(result.report)
     else:

@@ -88,21 +88,75 @@ def _load_artifact(path: Path):
     return Artifact.load(path)
 
 
-def _reference_for(artifacts, reference: str | Path | None) -> Path | None:
-    """``reference`` if given, else the source checkpoint recorded in the artifacts' metadata
-    when it still exists on disk (and all artifacts agree)."""
+def _lineage(a) -> dict[str, Any] | None:
+    src = (a.metadata or {}).get("source") or {}
+    lin = src.get("lineage") if isinstance(src, dict) else None
+    if lin is None:
+        return None
+    ref = lin.get("reference") if isinstance(lin, dict) else None
+    if not isinstance(ref, dict) or not isinstance(ref.get("sha256"), str) or not isinstance(ref.get("path"), str):
+        raise InputError(f"artifact {a.dir}: source.lineage in artifact.json has no FP32 reference "
+                         "{path, sha256}; re-run `optim quantize` on the checkpoint")
+    return lin
+
+
+def resolve_reference(artifacts, reference: str | Path | None) -> tuple[Path | None, dict[str, Any] | None]:
+    """The FP32 reference the artifacts are judged against, and how it was found.
+
+    The reference is the FP32 original, always named: for an artifact exported from a
+    compressed checkpoint (pruned, distilled: ``source.lineage`` in ``artifact.json``) it is
+    the lineage's ``reference``; otherwise the source checkpoint itself (the FP32 model the
+    artifact was quantized from). ``reference`` (``--reference``) may point at the same bytes
+    elsewhere on disk. Returns ``(path, {"path", "sha256", "resolved_from"})`` or
+    ``(None, None)`` when no candidate is on disk.
+
+    Raises :class:`InputError` when the reference would be the compressed model itself (a
+    model compared with itself shows every delta as 0), when ``--reference`` names another
+    model than the artifact's lineage, when a recorded checkpoint's bytes changed since
+    export, or when the artifacts descend from different references.
+    """
+    wanted = []  # per artifact: (path, sha256, resolved_from, compressed source sha or None)
+    for a in artifacts:
+        src = (a.metadata or {}).get("source") or {}
+        src = src if isinstance(src, dict) else {}
+        lin = _lineage(a)
+        if lin is not None:
+            wanted.append((lin["reference"]["path"], lin["reference"]["sha256"], "lineage", src.get("sha256")))
+        elif src.get("checkpoint"):
+            wanted.append((src["checkpoint"], src.get("sha256"), "source checkpoint", None))
+        else:
+            wanted.append((None, None, None, None))
     if reference is not None:
         p = Path(reference)
-        if not p.exists():
-            raise InputError(f"reference checkpoint {p} does not exist")
-        return p
-    found = set()
-    for a in artifacts:
-        src = (a.metadata or {}).get("source") or {}  # artifact.json "source": {"checkpoint", "sha256", ...}
-        path = src.get("checkpoint") if isinstance(src, dict) else None
-        if path and Path(path).is_file():
-            found.add(Path(path).resolve())
-    return found.pop() if len(found) == 1 else None
+        if not p.is_file():
+            raise InputError(f"reference checkpoint {p} does not exist or is not a file")
+        sha = sha256_file(p)
+        for a, (_, want_sha, how, compressed_sha) in zip(artifacts, wanted):
+            if compressed_sha is not None and sha == compressed_sha:
+                raise InputError(f"--reference {p} is the compressed checkpoint artifact {a.dir} was exported from; "
+                                 "comparing a model with itself shows no loss. Pass its FP32 original "
+                                 "(recorded in its lineage) or omit --reference")
+            if how == "lineage" and sha != want_sha:
+                raise InputError(f"--reference {p} (sha256 {sha[:12]}…) is not the FP32 original of {a.dir}, whose "
+                                 f"lineage names {want_sha[:12]}…; omit --reference or pass that checkpoint")
+        return p, {"path": str(p), "sha256": sha, "resolved_from": "--reference"}
+    found: dict[str, tuple[Path, str]] = {}
+    for a, (path, want_sha, how, _) in zip(artifacts, wanted):
+        if path is None or not Path(path).is_file():
+            continue
+        sha = sha256_file(path)
+        if want_sha is not None and sha != want_sha:
+            raise InputError(f"the {how} of {a.dir}, {path}, changed since export (sha256 {sha[:12]}… but "
+                             f"artifact.json records {want_sha[:12]}…); pass the original with --reference")
+        found.setdefault(sha, (Path(path).resolve(), how))
+    if len(found) > 1:
+        raise InputError("the artifacts descend from different FP32 references ("
+                         + ", ".join(f"{p} [{h}]" for p, h in found.values())
+                         + "): verify the artifacts of one model per run, or pass --reference")
+    if not found:
+        return None, None
+    sha, (path, how) = next(iter(found.items()))
+    return path, {"path": str(path), "sha256": sha, "resolved_from": how}
 
 
 def _names_for(a, path: Path) -> list[str]:
@@ -127,6 +181,7 @@ def verify(
     evaluate_fn: Callable[..., dict] | None = None,
     bench_fn: Callable[..., dict] | None = None,
     progress: Callable[[str], None] | None = None,
+    sign_key: str | Path | None = None,
 ) -> VerifyResult:
     """Gate ``artifacts`` (artifact directories) for release.
 
@@ -135,7 +190,10 @@ def verify(
     recorded in the artifact if it is still on disk), and ``optim.bench`` on every device in
     ``devices``; then the checks of :mod:`optim.gate.checks` against the policy section that
     matches it (``policy``: a :class:`Policy`, a path, or None for ``./optim.toml``).
-    Reports (JSON, Markdown, JUnit XML, HTML) are written to ``out`` when given.
+    Reports (JSON, Markdown, JUnit XML, HTML) are written to ``out`` when given, with the
+    attestation ``verify.intoto.json`` (:mod:`optim.gate.attestation`) that ``optim publish``
+    admits artifacts by; ``sign_key`` (a PEM private key) signs it. The FP32 reference is
+    resolved by :func:`resolve_reference` and named in every report.
     ``runs``/``warmup``/``trials``/``threads``/``cooldown_s`` (seconds between trials; None =
     the device profile's value, 0 on the host) go to ``optim.bench``.
 
@@ -157,6 +215,10 @@ def verify(
             raise InputError("no policy: pass --policy FILE or put an optim.toml in the current directory "
                              "(a gate without budgets would pass anything)")
         policy = policy_obj
+    if sign_key is not None:
+        from optim.gate.attestation import load_signer
+
+        load_signer(sign_key)  # a bad key is an input error before anything is measured
     golden = Path(golden)
     if not golden.is_dir():
         raise InputError(f"golden set {golden} is not a directory")
@@ -169,14 +231,18 @@ def verify(
             raise InputError(f"policy {policy.source} sets no budget for artifact {p} (names tried: "
                              f"{_names_for(a, p)}); add a [defaults] or a matching [targets.\"PATTERN\"] section")
         budgets.append(b)
-    ref = _reference_for(loaded, reference)
+    ref, ref_info = resolve_reference(loaded, reference)
     if ref is None and any(b.needs_reference for b in budgets):
-        raise InputError("the policy has accuracy budgets but no FP32 reference was found: pass --reference CKPT")
+        raise InputError("the policy has accuracy budgets but no FP32 reference was found (the artifacts' source "
+                         "checkpoint is not on disk): pass --reference CKPT")
+    if ref is not None:
+        say(f"FP32 reference: {ref} (sha256 {ref_info['sha256'][:12]}…, from {ref_info['resolved_from']})")
     evaluate_fn = evaluate_fn or _default_evaluate
     bench_fn = bench_fn or _default_bench
 
     entries, input_errors = [], []
     for a, p, budget in zip(loaded, paths, budgets):
+        digests_before = a.digests()  # what the attestation binds: every file, artifact.json included
         sha_before = a.content_sha256()
         m: dict[str, Any] = {"size_bytes": a.size_bytes, "eval": None, "eval_error": None, "eval_error_kind": None,
                              "bench": {}, "bench_errors": {}}
@@ -202,13 +268,13 @@ def verify(
                 m["bench_errors"][d] = f"{kind}{e}"
         checks = C.artifact_checks(budget, m, devices)
         sha_after = a.content_sha256()
-        if sha_after != sha_before:
+        if sha_after != sha_before or a.digests() != digests_before:
             checks.append(C.Check("artifact_bytes", "integrity", C.FAIL, "", reason=(
                 f"the artifact's files changed while it was being verified (sha256 {sha_before[:12]} → {sha_after[:12]})")))
         entries.append({
             "name": p.name, "path": str(p), "format": a.format, "scheme": a.scheme,
             "content_sha256": sha_before, "size_bytes": a.size_bytes, "size_mb": a.size_bytes / 1e6,
-            "files": list(a.files),
+            "files": list(a.files), "digests": digests_before,
             "budget": budget.model_dump(mode="json"),
             "verdict": C.verdict(checks),
             "checks": [c.to_dict() for c in checks],
@@ -229,7 +295,7 @@ def verify(
         "devices": devices,
         "policy": {"path": policy.source, "sha256": policy.sha256},
         "golden": golden_info,
-        "reference": None if ref is None else {"path": str(ref), "sha256": sha256_file(ref) if ref.is_file() else None},
+        "reference": ref_info,
         "environment": environment(),
         "summary": {s: statuses.count(s) for s in ("pass", "fail", "error", "skipped")} | {"checks": len(statuses)},
         "input_errors": input_errors,
@@ -240,5 +306,9 @@ def verify(
     if out is not None:
         from optim.gate.reports import write_reports
 
+        from optim.gate.attestation import write_attestation
+
         result.paths = write_reports(report, Path(out))
+        result.paths["attestation"] = write_attestation(report, [e["digests"] for e in entries], result.paths["json"],
+                                                        Path(out), sign_key=sign_key)
     return result

@@ -2,8 +2,15 @@
 
 An artifact is a directory ``<out>/<format>-<scheme>/`` (e.g. ``artifacts/onnx-int8/``) that
 holds every file the runtime needs (for ONNX the ``.onnx`` graph *and* its external-data
-file, if any) and one metadata file, ``artifact.json``. Its size is the sum of its files'
-sizes (metadata excluded); MB = 10^6 bytes.
+file, if any) and one metadata file, ``artifact.json``, and nothing else.
+
+What an artifact *is* is pinned (issue 11, "Trust the gate"): the set of regular files in the
+directory, ``artifact.json`` (with its model card) included. Loading refuses symlinks, special
+files, files the metadata does not list, listed files that are missing, and listed files whose
+bytes no longer match the sha256 recorded at export. Its size is the bytes on disk of that
+whole set and its content hash (:func:`content_sha256`) covers it, so editing the card, the
+label order or the file list after ``optim verify`` changes the hash and ``optim publish``
+refuses it. MB = 10^6 bytes.
 
 ``artifact.json`` (schema_version 1) holds::
 
@@ -28,6 +35,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -99,14 +108,34 @@ class Artifact:
         for key in ("format", "scheme", "files", "card"):
             if key not in meta:
                 raise InputError(f"artifact metadata {meta_path} lacks the field {key!r}; re-run `optim quantize`")
+        if not isinstance(meta["files"], list) or not all(
+                isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("sha256"), str)
+                for f in meta["files"]):
+            raise InputError(f"artifact metadata {meta_path}: 'files' must list {{name, bytes, sha256}} entries; "
+                             "re-run `optim quantize`")
         art = cls(dir=meta_path.parent, metadata=meta)
-        root = art.dir.resolve()
-        for name in art.files:
-            p = (art.dir / name).resolve()
-            if root not in p.parents:
-                raise InputError(f"artifact {art.dir}: file {name!r} in {METADATA_FILE} points outside the artifact directory")
-            if not p.is_file():
-                raise InputError(f"artifact {art.dir} is incomplete: {name} listed in {METADATA_FILE} is missing")
+        on_disk = scan_files(art.dir)
+        listed = [f["name"] for f in meta["files"]]
+        for name in listed:
+            if not _is_plain_relative(name) or name == METADATA_FILE:
+                raise InputError(f"artifact {art.dir}: file name {name!r} in {METADATA_FILE} is not a plain relative "
+                                 "path inside the artifact directory")
+        if len(set(listed)) != len(listed):
+            raise InputError(f"artifact {art.dir}: {METADATA_FILE} lists a file twice")
+        missing = sorted(set(listed) - set(on_disk))
+        if missing:
+            raise InputError(f"artifact {art.dir} is incomplete: {', '.join(missing)} listed in {METADATA_FILE} "
+                             "is missing")
+        unlisted = sorted(set(on_disk) - set(listed) - {METADATA_FILE})
+        if unlisted:
+            raise InputError(f"artifact {art.dir} holds files its {METADATA_FILE} does not list: "
+                             f"{', '.join(unlisted[:5])}{' …' if len(unlisted) > 5 else ''}; an artifact is exactly "
+                             "its listed files (remove them, or re-run `optim quantize`)")
+        for f in meta["files"]:
+            got = sha256_file(on_disk[f["name"]])
+            if got != f["sha256"]:
+                raise InputError(f"artifact {art.dir}: {f['name']} changed after export (sha256 {got[:12]}… but "
+                                 f"{METADATA_FILE} records {str(f['sha256'])[:12]}…); re-run `optim quantize`")
         return art
 
     @property
@@ -135,8 +164,9 @@ class Artifact:
 
     @property
     def size_bytes(self) -> int:
-        """Sum of the artifact's files' sizes on disk, in bytes (metadata excluded)."""
-        return sum((self.dir / n).stat().st_size for n in self.files)
+        """Bytes on disk of every file of the artifact, ``artifact.json`` included (the set
+        :meth:`digests` pins)."""
+        return sum(p.stat().st_size for p in scan_files(self.dir).values())
 
     @property
     def size_mb(self) -> float:
@@ -147,26 +177,63 @@ class Artifact:
     def card(self) -> ModelCard:
         return ModelCard.from_dict(self.metadata["card"], source=str(self.dir / METADATA_FILE))
 
+    def digests(self) -> dict[str, str]:
+        """``{relative name: hex sha256}`` of every file in the artifact directory,
+        ``artifact.json`` included, read now from disk (what verify attests and publish
+        re-checks). Raises :class:`InputError` on a symlink or special file."""
+        return {name: sha256_file(p) for name, p in sorted(scan_files(self.dir).items())}
+
     def content_sha256(self) -> str:
-        """sha256 over the sorted files: for each, its relative name (UTF-8), a NUL byte, its
-        length as 8 little-endian bytes, then its bytes. Metadata is excluded, so the hash
-        names the model content only (what verify/publish pin)."""
-        return content_sha256(self.dir, self.files)
+        """One sha256 naming the whole artifact: see :func:`content_sha256`."""
+        return content_sha256(self.dir, list(scan_files(self.dir)))
 
     def __str__(self) -> str:
         return f"{self.format}-{self.scheme} artifact at {self.dir}"
 
 
+def _is_plain_relative(name: str) -> bool:
+    parts = name.split("/")
+    return bool(name) and not name.startswith("/") and "\\" not in name and "\0" not in name and all(
+        p not in ("", ".", "..") for p in parts)
+
+
+def scan_files(root: str | Path) -> dict[str, Path]:
+    """Every regular file under ``root`` as ``{relative posix name: path}``, without following
+    links. Raises :class:`InputError` naming the first symlink or special file (FIFO, device,
+    socket) found: an artifact never reaches outside its directory."""
+    root = Path(root)
+    out: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            st = os.lstat(p)
+            rel = p.relative_to(root).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                raise InputError(f"artifact {root}: {rel} is a symlink (to {os.readlink(p)}); an artifact holds "
+                                 "only regular files, never links")
+            if stat.S_ISREG(st.st_mode):
+                out[rel] = p
+            elif not stat.S_ISDIR(st.st_mode):
+                raise InputError(f"artifact {root}: {rel} is not a regular file")
+    return out
+
+
 def content_sha256(root: Path, names: list[str]) -> str:
-    """See :meth:`Artifact.content_sha256`."""
+    """sha256 over the sorted files: for each, its relative name (UTF-8), a NUL byte, its
+    length as 8 little-endian bytes, then its bytes. :meth:`Artifact.content_sha256` passes
+    every file of the directory, ``artifact.json`` included."""
     h = hashlib.sha256()
     for name in sorted(names):
         p = Path(root) / name
-        h.update(name.encode("utf-8") + b"\0" + p.stat().st_size.to_bytes(8, "little"))
-        with open(p, "rb") as f:
+        with open(p, "rb", opener=_no_follow) as f:
+            h.update(name.encode("utf-8") + b"\0" + os.fstat(f.fileno()).st_size.to_bytes(8, "little"))
             while block := f.read(1 << 20):
                 h.update(block)
     return h.hexdigest()
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def write_metadata(

@@ -21,6 +21,16 @@ CMP = {"<=": "≤", ">=": "≥"}
 STATUS_MARK = {"pass": "✅ pass", "fail": "❌ FAIL", "error": "⚠️ ERROR", "skipped": "➖ skipped"}
 
 
+def reference_line(report: dict[str, Any]) -> str:
+    """``"FP32 reference: model.pt (sha256 0123456789ab, from lineage)"``: every report names
+    the model the accuracy deltas were computed against, or says there was none."""
+    ref = report.get("reference") or {}
+    if not ref.get("path"):
+        return "FP32 reference: none (no accuracy deltas were computed)"
+    return (f"FP32 reference: {ref['path']} (sha256 {(ref.get('sha256') or '—')[:12]}, "
+            f"from {ref.get('resolved_from', '--reference')})")
+
+
 def check_label(check_id: str) -> str:
     """``top1_drop[digit]`` → ``top-1 drop [digit]``."""
     base, _, rest = check_id.partition("[")

@@ -44,7 +44,8 @@ def render_html(report: dict[str, Any]) -> str:
              f"policy <code>{_e(pol.get('path'))}</code> sha256 <code>{_e((pol.get('sha256') or '—')[:12])}</code> · "
              f"golden set <code>{_e(g.get('name') or g.get('path'))}</code> sha256 <code>{_e((g.get('sha256') or '—')[:12])}</code> "
              f"({'verified' if g.get('verified') is True else '<b>NOT verified</b>'}) · "
-             f"reference <code>{_e(ref.get('path', '—'))}</code> · exit code {report['exit_code']}</p>"]
+             f"FP32 reference <code>{_e(ref.get('path') or 'none')}</code> sha256 <code>{_e((ref.get('sha256') or '—')[:12])}</code>"
+             f" ({_e(ref.get('resolved_from') or 'no accuracy deltas')}) · exit code {report['exit_code']}</p>"]
     s = report["summary"]
     parts.append(f"<p>{s['checks']} checks: {s['pass']} passed, {s['fail']} failed, {s['error']} could not be measured, "
                  f"{s['skipped']} skipped.</p>")

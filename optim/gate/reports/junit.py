@@ -7,7 +7,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from optim.gate.reports.format import row
+from optim.gate.reports.format import reference_line, row
 
 
 def render_junit(report: dict[str, Any]) -> bytes:
@@ -40,5 +40,6 @@ def render_junit(report: dict[str, Any]) -> bytes:
                 ET.SubElement(case, "system-out").text = text
     for k, v in totals.items():
         suites.set(k, str(v))
+    suites.set("reference", reference_line(report))
     ET.indent(suites)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)

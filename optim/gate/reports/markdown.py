@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optim.gate.reports.format import STATUS_MARK, fmt, row
+from optim.gate.reports.format import STATUS_MARK, fmt, reference_line, row
 
 VERDICT_TITLE = {"pass": "✅ PASS", "fail": "❌ FAIL", "error": "⚠️ ERROR (not measured)"}
 
@@ -20,6 +20,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         + f" · golden set `{g.get('name') or g.get('path')}`"
         + (f" v{g['version']}" if g.get("version") else "")
         + (" (verified)" if g.get("verified") is True else " (**not verified**)" if "verified" in g else ""),
+        "",
+        reference_line(report),
         "",
         "| artifact | sha256 | size | verdict | failed / errored checks |",
         "|---|---|---|---|---|",
