@@ -153,15 +153,19 @@ def publish(
     digests = art.digests()
     content_sha = art.content_sha256()
     results_path = Path(results)
+    rep = load_results(results_path)
     att = load_attestation(Path(attestation) if attestation else results_path.parent / ATTESTATION_FILE,
                            trusted_keys=trusted_keys, require_signature=require_signature)
-    rep = load_results(results_path)
     results_sha = sha256_file(results_path)
     if results_sha != att.predicate.report.sha256:
         raise InputError(f"verify results {results_path} are not the report attested in {att.path} (sha256 "
                          f"{results_sha[:12]}… vs {str(att.predicate.report.sha256)[:12]}…): it was edited or belongs "
                          "to another run")
     entry = admit(att, digests, content_sha, str(src))
+    reported = [a for a in rep.get("artifacts", []) if isinstance(a, dict) and a.get("content_sha256") == content_sha]
+    if not reported or any(a.get("verdict") != "pass" or a.get("digests") != digests for a in reported):
+        raise InputError(f"verify results {results_path} disagree with the attestation {att.path} about {src}: "
+                         "one of them was edited; run optim verify again")
     if not att.signed:
         print(f"warning: the attestation {att.path} is unsigned: it proves the bytes match what verify judged, "
               "not who ran verify (sign with `optim verify --sign-key`, check with `--trusted-key`)", file=sys.stderr)
