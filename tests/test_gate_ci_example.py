@@ -30,3 +30,16 @@ def test_example_policy_is_valid():
     pol = Policy.load(DOCS / "optim.toml")
     b = pol.resolve(["onnx-int8", "onnx-int8", "onnx"])
     assert b.size_mb == 35 and b.p95_ms == {"host": 30, "pixel6a": 45}
+
+
+def test_workflow_uses_existing_publish_options_and_requires_a_signature():
+    from optim.cli.publish_cmd import command as publish_command
+
+    wf = yaml.safe_load((DOCS / "github-actions-verify.yml").read_text())
+    runs = [s["run"] for job in wf["jobs"].values() for s in job["steps"] if "optim publish" in s.get("run", "")]
+    assert runs, "the workflow no longer shows how to publish"
+    known = {o for p in publish_command.params for o in getattr(p, "opts", [])}
+    for r in runs:
+        assert "--require-signature" in r and "--trusted-key" in r
+        for opt in re.findall(r"(--[a-z][a-z-]*)", r):
+            assert opt in known, f"workflow uses {opt}, which optim publish does not have"
