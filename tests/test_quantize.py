@@ -83,8 +83,10 @@ def test_artifact_metadata_and_size_include_external_data(onnx_result, resnet18_
     fp32 = onnx_result.artifact("onnx", "fp32")
     assert fp32.files == ["model.onnx", "model.onnx.data"]  # graph + external weights, no metadata
     on_disk = sum((fp32.dir / n).stat().st_size for n in ("model.onnx", "model.onnx.data"))
-    assert fp32.size_bytes == on_disk == fp32.metadata["size_bytes"]
-    assert fp32.size_mb == pytest.approx(on_disk / 1e6)
+    assert on_disk == fp32.metadata["size_bytes"]  # the model files, as recorded at export
+    # the size the gate judges: every byte of the artifact, artifact.json (and its card) included
+    assert fp32.size_bytes == on_disk + (fp32.dir / METADATA_FILE).stat().st_size
+    assert fp32.size_mb == pytest.approx(fp32.size_bytes / 1e6)
     meta = json.loads((fp32.dir / METADATA_FILE).read_text())
     assert meta["format"] == "onnx" and meta["scheme"] == "fp32"
     assert meta["source"]["sha256"] == sha256_file(resnet18_ckpt)
@@ -95,10 +97,15 @@ def test_artifact_metadata_and_size_include_external_data(onnx_result, resnet18_
     cal = int8.metadata["calibration"]
     assert cal["size"] == 10 and cal["available"] == 12 and len(cal["sha256"]) == 64
     assert fp32.metadata["calibration"] is None
-    # content hash: stable, excludes metadata, changes when a file changes
+    # content hash: stable, covers the metadata (card, file list) too, changes when any file changes
     h = fp32.content_sha256()
-    (fp32.dir / METADATA_FILE).write_text((fp32.dir / METADATA_FILE).read_text() + " ")
-    assert Artifact.load(fp32.dir).content_sha256() == h
+    assert Artifact.load(fp32.dir).content_sha256() == h and set(fp32.digests()) == {METADATA_FILE, *fp32.files}
+    original = (fp32.dir / METADATA_FILE).read_text()
+    try:
+        (fp32.dir / METADATA_FILE).write_text(original + " ")
+        assert Artifact.load(fp32.dir).content_sha256() != h
+    finally:
+        (fp32.dir / METADATA_FILE).write_text(original)
     assert h != int8.content_sha256()
 
 
