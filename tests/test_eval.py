@@ -231,7 +231,10 @@ def test_head_without_labels_is_reported_not_evaluated(two_head, tmp_path):
 def test_unreadable_image_names_the_row(two_head, tmp_path):
     g = _golden_from_csv(tmp_path / "g", "id,path,category", ["r", "g"])
     (g / "1.png").write_bytes(b"not a png")
-    build_from_manifest(g / "manifest.csv")  # re-hash: the set verifies, the image is still broken
+    # since issue 11 the build itself decodes every image and refuses, naming the file
+    with pytest.raises(InputError, match=r"1\.png: \(not a PNG"):
+        build_from_manifest(g / "manifest.csv")
+    # broken after the build: evaluation still names the row
     with pytest.raises(InputError, match=r"row 2 \(id '1'\).*cannot be decoded"):
         optim.evaluate(two_head["model"], g, cache_dir=False)
 

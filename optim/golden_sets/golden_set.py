@@ -66,7 +66,7 @@ PATH_COLUMN = "path"
 TAG_SEP = ":"
 GOLDEN_SCHEMA_VERSION = 1
 MANIFEST_NAMES = (MANIFEST_CSV, MANIFEST_PARQUET)
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "GIF", "TIFF")
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")
 """PIL decoders a golden image may use (others, e.g. EPS which runs Ghostscript, are refused)."""
 MAX_IMAGE_PIXELS = 89_478_485
 """Largest image (width × height) decoded: Pillow's own decompression-bomb threshold."""
@@ -211,7 +211,7 @@ def decode_image(data: bytes, name: str):
     zero side, truncated or otherwise undecodable raise :class:`InputError` naming ``name``."""
     import warnings
 
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
@@ -224,6 +224,8 @@ def decode_image(data: bytes, name: str):
             im.convert("RGB")  # every consumer converts to RGB; a mode that cannot is undecodable
     except MemoryError:
         raise InputError(f"image {name} cannot be decoded (out of memory)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"image {name} cannot be decoded (not a {', '.join(IMAGE_FORMATS)} image); replace or remove it") from None
     except Exception as e:  # any decoder failure on untrusted bytes means the file is bad
         reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise InputError(f"image {name} cannot be decoded ({reason}); replace or remove it") from None
