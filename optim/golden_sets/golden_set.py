@@ -124,7 +124,7 @@ class VerifyResult:
                 parts.append(f"{len(items)} {name} file(s): {shown}")
         if not parts:
             parts.append("content hash differs")
-        return (f"golden set does NOT verify: recorded sha256 {str(self.recorded_sha256)[:16]}…, actual "
+        return (f"golden set does NOT verify: golden.json records sha256 {str(self.recorded_sha256)[:16]}…, the files hash to "
                 f"{self.actual_sha256[:16]}…; " + "; ".join(parts) + ". Rebuild it with `optim golden build` if the change is intended.")
 
 
@@ -295,7 +295,7 @@ def refuse_links(root: Path) -> None:
     """Raise :class:`InputError` naming every symbolic link below ``root`` and its target."""
     links = find_links(root)
     if links:
-        shown = "; ".join(f"{r} → {t}" for r, t in links[:10]) + (f" and {len(links) - 10} more" if len(links) > 10 else "")
+        shown = "; ".join(f"{r} is a symbolic link to {t}" for r, t in links[:10]) + (f" and {len(links) - 10} more" if len(links) > 10 else "")
         raise InputError(f"golden set {root}: {len(links)} symbolic link(s) ({shown}); a golden set must not contain links "
                          "(they can point outside it): replace them with copies of the files")
 
