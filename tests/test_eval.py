@@ -231,7 +231,10 @@ def test_head_without_labels_is_reported_not_evaluated(two_head, tmp_path):
 def test_unreadable_image_names_the_row(two_head, tmp_path):
     g = _golden_from_csv(tmp_path / "g", "id,path,category", ["r", "g"])
     (g / "1.png").write_bytes(b"not a png")
-    build_from_manifest(g / "manifest.csv")  # re-hash: the set verifies, the image is still broken
+    # since issue 11 the build itself decodes every image and refuses, naming the file
+    with pytest.raises(InputError, match=r"1\.png: \(not a PNG"):
+        build_from_manifest(g / "manifest.csv")
+    # broken after the build: evaluation still names the row
     with pytest.raises(InputError, match=r"row 2 \(id '1'\).*cannot be decoded"):
         optim.evaluate(two_head["model"], g, cache_dir=False)
 
@@ -333,3 +336,69 @@ def test_explicit_tail_classes_override_training_counts(two_head):
                                  "--cache-dir", str(two_head["cache"]), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["heads"]["category"]["tail_classes"] == ["g"]
+
+
+# ---- the preprocessed cache cannot turn a FAIL into a PASS (issue 11) --------------------------
+def _forge_cache(cache: Path, value: float) -> list[Path]:
+    """Overwrite every cached tensor with ``value`` and forge its record's sha256 (an attacker
+    who can write the cache folder can write the record too)."""
+    import hashlib
+    import io
+
+    entries = sorted((cache / "golden-preprocessed").glob("*.npy"))
+    for npy in entries:
+        arr = np.load(npy)
+        arr[:] = value
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        npy.write_bytes(buf.getvalue())
+        side = npy.with_suffix(".json")
+        meta = json.loads(side.read_text())
+        meta["npy_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        side.write_text(json.dumps(meta))
+    return entries
+
+
+def test_zeroed_cache_cannot_turn_a_fail_into_a_pass(two_head, tmp_path):
+    from optim.golden_sets.evaluate import TensorMemo
+
+    cache = tmp_path / "cache"
+    honest = optim.evaluate(two_head["blue"], two_head["golden"], two_head["model"], cache_dir=cache, resamples=100).to_dict()
+    agree = honest["heads"]["category"]["delta"]["agreement"]
+    assert agree < 1.0  # the degraded model disagrees with the reference: a FAIL under min_top1_agreement = 1
+    assert _forge_cache(cache, 0.0)
+    again = optim.evaluate(two_head["blue"], two_head["golden"], two_head["model"], cache_dir=cache, resamples=100).to_dict()
+    assert again["heads"] == honest["heads"]  # every metric as the honest run's
+    assert again["settings"]["preprocess_cache"]["hit"] is False
+    assert any("failed its check" in w and "randomly chosen rows differ" in w for w in again["warnings"])
+    # the recomputed entry is honest again and is then a verified hit
+    third = optim.evaluate(two_head["blue"], two_head["golden"], two_head["model"], cache_dir=cache, resamples=100).to_dict()
+    assert third["settings"]["preprocess_cache"]["hit"] is True and third["heads"] == honest["heads"]
+    # an unforged overwrite (record left alone) is caught by the digest alone
+    npy = _forge_cache(cache, 0.0)[0]
+    side = npy.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    meta["npy_sha256"] = "0" * 64
+    side.write_text(json.dumps(meta))
+    d = optim.evaluate(two_head["blue"], two_head["golden"], two_head["model"], cache_dir=cache, resamples=100).to_dict()
+    assert d["heads"] == honest["heads"] and any("sha256 of" in w for w in d["warnings"])
+    # the gate's mode (in-memory tensors) never touches the disk cache, even a forged one
+    _forge_cache(cache, 0.0)
+    before = {p: p.read_bytes() for p in (cache / "golden-preprocessed").iterdir()}
+    memo = TensorMemo()
+    gate = optim.evaluate(two_head["blue"], two_head["golden"], two_head["model"], cache_dir=False, memo=memo, resamples=100).to_dict()
+    assert gate["heads"] == honest["heads"] and len(memo) == 1 and gate["settings"]["preprocess_cache"]["path"] is None
+    assert {p: p.read_bytes() for p in (cache / "golden-preprocessed").iterdir()} == before
+    gate2 = optim.evaluate(two_head["blue"], two_head["golden"], two_head["model"], cache_dir=False, memo=memo, resamples=100).to_dict()
+    assert gate2["settings"]["preprocess_cache"]["hit"] is True and gate2["heads"] == honest["heads"]
+
+
+def test_cache_is_bounded(two_head, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("OPTIM_CACHE_MAX_BYTES", "1")  # smaller than any entry: nothing is kept
+    d = optim.evaluate(two_head["model"], two_head["golden"], cache_dir=cache, resamples=50).to_dict()
+    assert d["settings"]["preprocess_cache"]["path"] is None
+    assert not any((cache / "golden-preprocessed").glob("*.npy")) if (cache / "golden-preprocessed").exists() else True
+    monkeypatch.setenv("OPTIM_CACHE_MAX_BYTES", "lots")
+    with pytest.raises(InputError, match="OPTIM_CACHE_MAX_BYTES"):
+        optim.evaluate(two_head["model"], two_head["golden"], cache_dir=cache, resamples=50)

@@ -51,7 +51,8 @@ def parse_tail_classes(values: tuple[str, ...]) -> dict[str, list[str]] | None:
 @click.option("--threshold", "thresholds", multiple=True, metavar="TAG=P", help="Multi-label threshold override (default 0.5); repeatable.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per predict call.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the runtime.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Preprocessed-tensor cache (default $OPTIM_CACHE_DIR or ~/.cache/optim).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Preprocessed-tensor cache (default $OPTIM_CACHE_DIR or ~/.cache/optim; at most $OPTIM_CACHE_MAX_BYTES, "
+              "default 2 GiB). Not trusted: every read is checked against its recorded digest and random rows re-decoded.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the preprocessed-tensor cache.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json, eval.md and predictions.parquet here.")
 @checkpoint_options

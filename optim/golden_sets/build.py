@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from optim.errors import InputError
 from optim.files import atomic_write_bytes, atomic_write_json
 from optim.golden_sets.golden_set import (
     GOLDEN_JSON, GOLDEN_SCHEMA_VERSION, ID_COLUMN, MANIFEST_CSV, MANIFEST_PARQUET, PATH_COLUMN, TRAIN_COUNTS_JSON,
-    GoldenSet, content_hash, parse_manifest, read_manifest_rows, validate_train_counts,
+    GoldenSet, content_hash, member_stat, parse_manifest, parse_manifest_bytes, read_manifest_rows, read_member, refuse_links,
+    validate_train_counts,
 )
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -82,18 +84,26 @@ def write_golden_json(root: Path, *, manifest_name: str, name: str | None, versi
                       train_counts: dict[str, dict[str, int]] | None = None,
                       tail_classes: dict[str, list[str]] | None = None) -> GoldenSet:
     """Write ``train_counts.json`` (if given) and ``golden.json`` with the content hash of the
-    manifest, counts and every referenced image; return the loaded, verified set."""
+    manifest, counts and every referenced image; return the loaded, verified set.
+
+    Every image is decoded from the bytes hashed. Raises :class:`InputError` for a symbolic link
+    anywhere in ``root`` (named with its target), missing images (rows named) and undecodable
+    images (every one named); nothing is written then."""
     root = Path(root)
-    if train_counts is not None:
-        atomic_write_json(root / TRAIN_COUNTS_JSON, train_counts)
-    rows, columns = read_manifest_rows(root / manifest_name)
+    refuse_links(root)
+    raw = read_member(root, manifest_name, "manifest")
+    if raw is None:
+        raise InputError(f"manifest {root / manifest_name} does not exist")
+    rows, columns = parse_manifest_bytes(raw, str(root / manifest_name), parquet=manifest_name == MANIFEST_PARQUET)
     ids, paths, heads = parse_manifest(rows, columns, str(root / manifest_name))
-    missing = [(i, p) for i, p in enumerate(paths) if not (root / p).is_file()]
+    missing = [(i, p) for i, p in enumerate(paths) if member_stat(root, p, "image") is None]
     if missing:
         shown = "; ".join(f"row {i + 1} (id {ids[i]!r}): {p}" for i, p in missing[:5])
         raise InputError(f"{root / manifest_name}: {len(missing)} image(s) do not exist ({shown})")
-    hashed = [manifest_name, *paths] + ([TRAIN_COUNTS_JSON] if (root / TRAIN_COUNTS_JSON).is_file() else [])
-    digest, files = content_hash(root, hashed)
+    if train_counts is not None:
+        atomic_write_json(root / TRAIN_COUNTS_JSON, train_counts)
+    hashed = [manifest_name, *paths] + ([TRAIN_COUNTS_JSON] if os.path.lexists(root / TRAIN_COUNTS_JSON) else [])
+    digest, files = content_hash(root, hashed, set(paths))
     meta = {
         "schema_version": GOLDEN_SCHEMA_VERSION,
         "name": name or root.resolve().name,
@@ -132,6 +142,7 @@ def build_from_image_folder(root: str | Path, *, head: str = "class", name: str 
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"image folder {root} is not a directory")
+    refuse_links(root)  # never follow a link out of the set
     warnings: list[str] = []
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
@@ -142,7 +153,8 @@ def build_from_image_folder(root: str | Path, *, head: str = "class", name: str 
     rows: list[dict[str, str]] = []
     skipped: list[str] = []
     for d in class_dirs:
-        for p in sorted(d.rglob("*")):
+        found = [Path(dp) / n for dp, _, names in os.walk(d, followlinks=False) for n in names]
+        for p in sorted(found):
             if not p.is_file():
                 continue
             rel = p.relative_to(root).as_posix()
@@ -175,6 +187,9 @@ def build_from_manifest(manifest: str | Path, *, root: str | Path | None = None,
     """
     manifest = Path(manifest)
     root = Path(root) if root is not None else manifest.parent
+    if not root.is_dir():
+        raise InputError(f"golden directory {root} is not a directory")
+    refuse_links(root)
     rows, columns = read_manifest_rows(manifest)
     parse_manifest(rows, columns, str(manifest))  # validate before writing anything
     target = root / (MANIFEST_PARQUET if manifest.suffix == ".parquet" else MANIFEST_CSV)

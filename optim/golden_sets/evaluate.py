@@ -2,17 +2,41 @@
 
 Flow: load + hash the golden set → open the runtime(s) → match the manifest's columns and
 labels to the model card's heads → preprocess every image once per (golden content hash,
-preprocessing, input size), cached on disk as one float32 N×C×H×W ``.npy`` → predict in
-batches → per-head metrics and deltas (:mod:`optim.golden_sets.head_report`) → an
-:class:`~optim.golden_sets.report.EvalReport`.
+preprocessing, input size) → predict in batches → per-head metrics and deltas
+(:mod:`optim.golden_sets.head_report`) → an :class:`~optim.golden_sets.report.EvalReport`.
+
+Preprocessed tensors — what is trusted:
+
+* Images are decoded from bytes whose sha256 equals the per-file digest that makes up the
+  golden content hash reported (read again, compared, then decoded: a file swapped between
+  hashing and decoding is an :class:`InputError`).
+* In memory (:class:`TensorMemo`, e.g. :data:`PROCESS_TENSORS`): tensors this process decoded,
+  keyed by (content hash, preprocessing, input shape), read-only. This is what the release gate
+  (``optim verify``) uses: it never reads a preprocessed cache from disk, so N artifacts of one
+  verify run decode the images once and nothing on disk can change what the gate sees.
+* On disk (``optim eval`` only; :func:`default_cache_dir` ``/golden-preprocessed/``): *not*
+  trusted. Each entry is ``<key>.npy`` plus ``<key>.json`` recording the golden digest, the
+  exact preprocessing and input shape, and the sha256 of the ``.npy`` bytes. Every read checks
+  all of them and re-decodes :data:`CACHE_SAMPLE_ROWS` rows chosen with ``os.urandom`` (an
+  attacker cannot know which), which must be bit-identical; any mismatch drops the entry with a
+  warning and recomputes. An attacker who can write the cache can forge the sidecar, so the
+  digest alone proves nothing against them: the random re-decode catches a cache rewritten
+  wholesale (e.g. zeros) with certainty and one with k of N rows altered with probability
+  1 − (1 − k/N)^16. The cache is bounded (:func:`cache_max_bytes`, least recently used
+  entries evicted); ``--no-cache`` turns it off.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import random
+import stat
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from optim.errors import InputError
-from optim.golden_sets.golden_set import GoldenSet
+from optim.golden_sets.golden_set import GoldenSet, VerifyResult, decode_image, read_member
 from optim.golden_sets.head_report import multiclass_head_report, multilabel_head_report
 from optim.golden_sets.metrics import thresholds_for
 from optim.golden_sets.report import EvalReport
@@ -28,7 +52,13 @@ from optim.golden_sets.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDE
 from optim.golden_sets.tail import DEFAULT_TAIL_MAX_COUNT, split_head_tail
 from optim.model_card import ModelCard
 
-PREPROCESS_CACHE_VERSION = 1
+PREPROCESS_CACHE_VERSION = 2
+CACHE_SAMPLE_ROWS = 16
+"""Rows of a disk-cache entry re-decoded (at random) and compared bit for bit on every read."""
+DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
+"""Default bound of the on-disk preprocessed cache (2 GiB); ``$OPTIM_CACHE_MAX_BYTES`` overrides."""
+DEFAULT_MEMO_MAX_BYTES = 2 * 1024**3
+"""Default bound of :data:`PROCESS_TENSORS` (2 GiB); bigger tensors are decoded per evaluation."""
 
 
 # ---- labels ↔ model card (pure) ---------------------------------------------------------------
@@ -120,64 +150,272 @@ def check_same_heads(target: ModelCard, reference: ModelCard) -> None:
 
 # ---- preprocessing cache ------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$OPTIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/optim``, else ``~/.cache/optim``."""
+    """``$OPTIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/optim``, else ``~/.cache/optim``.
+
+    Preprocessed golden tensors go to its ``golden-preprocessed/`` folder (``optim eval`` only),
+    at most :func:`cache_max_bytes` in all."""
     if os.environ.get("OPTIM_CACHE_DIR"):
         return Path(os.environ["OPTIM_CACHE_DIR"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "optim"
 
 
+def cache_max_bytes() -> int:
+    """Bound of ``golden-preprocessed/`` in bytes: ``$OPTIM_CACHE_MAX_BYTES`` or
+    :data:`DEFAULT_CACHE_MAX_BYTES`. Raises :class:`InputError` for a value that is not a
+    non-negative integer."""
+    raw = os.environ.get("OPTIM_CACHE_MAX_BYTES")
+    if raw is None or raw.strip() == "":
+        return DEFAULT_CACHE_MAX_BYTES
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise InputError(f"OPTIM_CACHE_MAX_BYTES={raw!r}: expected a non-negative number of bytes (0 disables the cache)")
+    return n
+
+
+def _spec(golden_sha256: str, card: ModelCard) -> dict:
+    return {"v": PREPROCESS_CACHE_VERSION, "golden": golden_sha256, "prep": card.preprocessing.model_dump(mode="json"),
+            "chw": list(card.input.shape[1:])}
+
+
 def preprocess_cache_key(golden_sha256: str, card: ModelCard) -> str:
     """Hex key of (golden content hash, preprocessing settings, input C×H×W)."""
-    blob = json.dumps({"v": PREPROCESS_CACHE_VERSION, "golden": golden_sha256, "prep": card.preprocessing.model_dump(mode="json"),
-                       "chw": list(card.input.shape[1:])}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(json.dumps(_spec(golden_sha256, card), sort_keys=True).encode()).hexdigest()
 
 
-def preprocess_golden(gs: GoldenSet, card: ModelCard, golden_sha256: str, cache_dir: str | Path | None = None,
-                      on_image: Callable[[int], None] | None = None) -> tuple[np.ndarray, Path | None, bool]:
-    """Every golden image preprocessed per ``card`` → float32 N×C×H×W (manifest row order).
+class TensorMemo:
+    """Preprocessed golden tensors held in memory, written only by this process.
 
-    Cached as ``<cache_dir>/golden-preprocessed/<key>.npy`` (see :func:`preprocess_cache_key`);
-    ``cache_dir=False`` disables the cache. Returns (array — memory-mapped when cached —,
-    cache file or None, cache hit). Raises :class:`InputError` naming the row of an image that
-    is missing or cannot be decoded, or whose size does not match the card's input.
-    """
-    from optim.files import atomic_write_bytes
-    from optim.preprocessing import load_image
+    Keyed by :func:`preprocess_cache_key` (content hash recomputed from the bytes decoded,
+    preprocessing, input shape); arrays are stored read-only. Bounded: at most ``max_bytes`` in
+    all, least recently used dropped first; an array bigger than the bound is not kept."""
 
-    path = None
-    if cache_dir is not False:
-        d = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = d / "golden-preprocessed" / f"{preprocess_cache_key(golden_sha256, card)[:40]}.npy"
-        if path.is_file():
-            try:
-                arr = np.load(path, mmap_mode="r")
-                if arr.shape == (len(gs), *card.input.shape[1:]) and arr.dtype == np.float32:
-                    return arr, path, True
-            except (OSError, ValueError):
-                pass  # a corrupt cache entry is rebuilt below
+    def __init__(self, max_bytes: int = DEFAULT_MEMO_MAX_BYTES):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            arr = self._items.get(key)
+            if arr is not None:
+                self._items.move_to_end(key)
+            return arr
+
+    def put(self, key: str, arr: np.ndarray) -> np.ndarray:
+        arr = np.array(arr, dtype=np.float32, copy=True)
+        arr.flags.writeable = False
+        with self._lock:
+            if arr.nbytes <= self.max_bytes:
+                self._items[key] = arr
+                self._items.move_to_end(key)
+                while sum(a.nbytes for a in self._items.values()) > self.max_bytes:
+                    self._items.popitem(last=False)
+        return arr
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PROCESS_TENSORS = TensorMemo()
+"""The process-wide :class:`TensorMemo` the release gate shares across the artifacts of a run."""
+
+
+def decode_rows(gs: GoldenSet, card: ModelCard, digests: Mapping[str, str], rows, on_image: Callable[[int], None] | None = None) -> np.ndarray:
+    """Preprocess the images of manifest ``rows`` → float32 len(rows)×C×H×W.
+
+    Each image is read without following links and decoded only if its bytes' sha256 equals
+    ``digests[path]`` (the digests the golden content hash was computed from). Raises
+    :class:`InputError` naming the row for a missing, changed, undecodable or wrongly sized
+    image."""
+    from optim.preprocessing import preprocess_pil
+
     chw = tuple(card.input.shape[1:])
-    arr = np.empty((len(gs), *chw), dtype=np.float32)
-    for i in range(len(gs)):
+    rows = list(rows)
+    out = np.empty((len(rows), *chw), dtype=np.float32)
+    for k, i in enumerate(rows):
+        rel = gs.paths[i]
+        where = f"golden set {gs.root}: {gs.row_name(i)}"
+        data = read_member(gs.root, rel, "image")
+        if data is None:
+            raise InputError(f"{where}: image {rel} does not exist")
+        if hashlib.sha256(data).hexdigest() != digests.get(rel):
+            raise InputError(f"{where}: image {rel} changed while it was being evaluated (its sha256 differs from the one hashed "
+                             "moments before); make sure nothing writes the golden set and run again")
         try:
-            x = load_image(gs.image_path(i), card.preprocessing)
+            im = decode_image(data, str(gs.root / rel))
         except InputError as e:
-            raise InputError(f"golden set {gs.root}: {gs.row_name(i)}: {e}") from None
+            raise InputError(f"{where}: {e}") from None
+        x = preprocess_pil(im, card.preprocessing)
         if x.shape != chw:
-            raise InputError(f"golden set {gs.root}: {gs.row_name(i)}: image {gs.paths[i]} preprocesses to "
+            raise InputError(f"{where}: image {rel} preprocesses to "
                              f"{'×'.join(map(str, x.shape))} but the model card expects {'×'.join(map(str, chw))}; "
                              "set preprocessing.resize/center_crop in the card")
-        arr[i] = x
+        out[k] = x
         if on_image:
             on_image(i)
-    if path is not None:
-        import io
+    return out
 
-        buf = io.BytesIO()
-        np.save(buf, arr)
-        atomic_write_bytes(path, buf.getvalue())
-    return arr, path, False
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """Bytes of a regular, non-link file of at most ``limit`` bytes; None otherwise."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            return f.read(limit + 1)
+    except OSError:
+        return None
+
+
+def _drop(*paths: Path) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _cache_read(npy: Path, side: Path, spec: dict, gs: GoldenSet, card: ModelCard, digests: Mapping[str, str],
+                limit: int) -> tuple[np.ndarray | None, str | None]:
+    """(array, None) if the entry passes every check; (None, reason) if it exists and fails one;
+    (None, None) if there is no entry."""
+    if not os.path.lexists(npy) and not os.path.lexists(side):
+        return None, None
+    meta_raw = _read_regular(side, 1 << 20)
+    if meta_raw is None:
+        return None, f"its record {side.name} is missing, a link or not a regular file"
+    try:
+        meta = json.loads(meta_raw)
+    except (ValueError, RecursionError):
+        return None, f"its record {side.name} is not valid JSON"
+    if not isinstance(meta, dict) or meta.get("spec") != spec:
+        return None, f"its record {side.name} is for another golden set digest or preprocessing"
+    raw = _read_regular(npy, limit)
+    if raw is None or len(raw) > limit:
+        return None, f"{npy.name} is missing, a link, not a regular file or over the cache bound"
+    if hashlib.sha256(raw).hexdigest() != meta.get("npy_sha256"):
+        return None, f"the sha256 of {npy.name} differs from the one recorded when it was written"
+    try:
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        return None, f"{npy.name} is not a readable .npy array ({e})"
+    want = (len(gs), *card.input.shape[1:])
+    if arr.dtype != np.float32 or arr.shape != want:
+        return None, f"{npy.name} holds {arr.dtype} {arr.shape}, expected float32 {want}"
+    rows = sorted(random.SystemRandom().sample(range(len(gs)), min(CACHE_SAMPLE_ROWS, len(gs))))
+    fresh = decode_rows(gs, card, digests, rows)
+    bad = [gs.ids[i] for k, i in enumerate(rows) if not np.array_equal(arr[i].view(np.uint32), fresh[k].view(np.uint32))]
+    if bad:
+        return None, (f"{len(bad)} of {len(rows)} randomly chosen rows differ from the images decoded now "
+                      f"(ids {', '.join(map(repr, bad[:5]))})")
+    arr.flags.writeable = False
+    return arr, None
+
+
+def _cache_write(npy: Path, side: Path, arr: np.ndarray, spec: dict, limit: int) -> bool:
+    from optim.files import atomic_write_bytes, atomic_write_json
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    raw = buf.getvalue()
+    if len(raw) > limit:
+        return False
+    atomic_write_bytes(npy, raw)
+    atomic_write_json(side, {"spec": spec, "npy_sha256": hashlib.sha256(raw).hexdigest(), "npy_bytes": len(raw)})
+    _evict(npy.parent, limit, keep=npy.stem)
+    return True
+
+
+def _evict(folder: Path, limit: int, keep: str) -> None:
+    """Delete least recently used entries until ``folder`` holds at most ``limit`` bytes."""
+    entries: dict[str, list[Path]] = {}
+    for p in folder.iterdir():
+        if p.suffix in (".npy", ".json") or p.name.endswith(".tmp"):
+            entries.setdefault(p.name.split(".")[0] or p.name, []).append(p)
+
+    def size(ps: list[Path]) -> int:
+        return sum(p.lstat().st_size for p in ps if os.path.lexists(p))
+
+    def age(ps: list[Path]) -> float:
+        return max((p.lstat().st_mtime for p in ps if os.path.lexists(p)), default=0.0)
+
+    total = sum(size(ps) for ps in entries.values())
+    for stem, ps in sorted(entries.items(), key=lambda kv: age(kv[1])):
+        if total <= limit:
+            break
+        if stem == keep:
+            continue
+        total -= size(ps)
+        _drop(*ps)
+
+
+def preprocess_golden(gs: GoldenSet, card: ModelCard, verify: VerifyResult, cache_dir: str | Path | None | bool = None,
+                      on_image: Callable[[int], None] | None = None, memo: TensorMemo | None = None
+                      ) -> tuple[np.ndarray, Path | None, bool, list[str]]:
+    """Every golden image preprocessed per ``card`` → read-only float32 N×C×H×W (manifest order).
+
+    Args:
+        verify: the :meth:`GoldenSet.verify` result of this run; images are decoded only from
+            bytes matching its per-file digests, and its ``actual_sha256`` keys the tensors.
+        cache_dir: the on-disk cache folder (default :func:`default_cache_dir`; ``False``: none).
+            Read entries are content-checked (module docstring); a failing one is dropped with a
+            warning and recomputed.
+        memo: an in-memory :class:`TensorMemo`; when given, the disk cache is neither read nor
+            written (the release gate's mode).
+
+    Returns (array, cache file or None, cache hit, warnings). Raises :class:`InputError` naming
+    the row of an image that is missing, changed, undecodable, or whose size does not match the
+    card's input.
+    """
+    spec = _spec(verify.actual_sha256, card)
+    key = preprocess_cache_key(verify.actual_sha256, card)
+    warnings: list[str] = []
+    if memo is not None:
+        arr = memo.get(key)
+        if arr is not None:
+            return arr, None, True, warnings
+        return memo.put(key, decode_rows(gs, card, verify.files, range(len(gs)), on_image)), None, False, warnings
+    npy = side = None
+    limit = 0
+    if cache_dir is not False:
+        limit = cache_max_bytes()
+        d = (Path(cache_dir) if cache_dir not in (None, True) else default_cache_dir()) / "golden-preprocessed"
+        npy, side = d / f"{key[:40]}.npy", d / f"{key[:40]}.json"
+        if limit > 0:
+            arr, why = _cache_read(npy, side, spec, gs, card, verify.files, limit)
+            if arr is not None:
+                try:
+                    os.utime(npy)  # least recently used eviction
+                except OSError:
+                    pass
+                return arr, npy, True, warnings
+            if why is not None:
+                warnings.append(f"the preprocessed cache {npy} failed its check ({why}); it was dropped and recomputed")
+                _drop(npy, side)
+    arr = decode_rows(gs, card, verify.files, range(len(gs)), on_image)
+    arr.flags.writeable = False
+    if npy is not None and side is not None and limit > 0:
+        try:
+            if not _cache_write(npy, side, arr, spec, limit):
+                npy = None
+        except OSError as e:
+            warnings.append(f"the preprocessed cache {npy} could not be written ({e.strerror or e}); continuing without it")
+            npy = None
+    else:
+        npy = None
+    return arr, npy, False, warnings
 
 
 def predict_all(runtime, x: np.ndarray, batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
@@ -217,7 +455,8 @@ def evaluate(
     thresholds: Mapping[str, float] | None = None,
     batch_size: int = 32,
     threads: int | None = None,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None | bool = None,
+    memo: TensorMemo | None = None,
     tail_classes: Mapping[str, Sequence[str]] | None = None,
     load_kwargs: Mapping | None = None,
     resamples: int = BOOTSTRAP_RESAMPLES,
@@ -238,7 +477,9 @@ def evaluate(
         batch_size: images per ``Runtime.predict`` call.
         threads: CPU threads for the runtime(s).
         cache_dir: where preprocessed tensors are cached (default :func:`default_cache_dir`;
-            ``False`` disables caching).
+            ``False`` disables caching). Every read is content-checked (module docstring).
+        memo: in-memory tensors shared across evaluations (e.g. :data:`PROCESS_TENSORS`); when
+            given, the disk cache is not used at all — the release gate's mode.
         tail_classes: explicit tail classes per head; overrides training counts.
         load_kwargs: ``load_checkpoint`` options (arch, card, trust_pickle, input_shape) for
             checkpoint files.
@@ -254,7 +495,7 @@ def evaluate(
     """
     t0 = time.perf_counter()
     gs = golden if isinstance(golden, GoldenSet) else GoldenSet.load(golden)
-    verify = gs.verify()
+    verify = gs.verify(decode=False)  # images are decoded below, from bytes matching these digests
     warnings: list[str] = [] if verify.ok else [verify.describe()]
     rt, target_name = _open(target, threads, load_kwargs)
     card = rt.card
@@ -275,12 +516,14 @@ def evaluate(
         return step
 
     t_prep = time.perf_counter()
-    x, cache_path, hit = preprocess_golden(gs, card, verify.actual_sha256, cache_dir, _prog("preprocess", len(gs)))
+    x, cache_path, hit, w = preprocess_golden(gs, card, verify, cache_dir, _prog("preprocess", len(gs)), memo)
+    warnings += w
     xr = x
     ref_cache = None
     if ref_rt is not None and (ref_rt.card.preprocessing != card.preprocessing or ref_rt.card.input.shape[1:] != card.input.shape[1:]):
         warnings.append("target and reference model cards declare different preprocessing/input; each is evaluated with its own")
-        xr, ref_cache, _ = preprocess_golden(gs, ref_rt.card, verify.actual_sha256, cache_dir)
+        xr, ref_cache, _, w = preprocess_golden(gs, ref_rt.card, verify, cache_dir, None, memo)
+        warnings += w
     t_pred = time.perf_counter()
     logits = predict_all(rt, x, batch_size, _prog("predict", len(gs)))
     t_pred_end = time.perf_counter()
