@@ -29,7 +29,7 @@ KNOWN_STATES = frozenset({"device", "offline", "unauthorized", "authorizing", "c
                           "rescue", "sideload", "host", "detached", "no permissions"})
 #: characters adb serials use: USB serials (alphanumerics), ``emulator-5554``, ``host:port``,
 #: ``[v6addr%if]:port``, mDNS names such as ``adb-XYZ-abc._adb-tls-connect._tcp``
-_SERIAL = re.compile(r"[A-Za-z0-9._:@%+\[\]-]{1,128}")
+_SERIAL = re.compile(r"[A-Za-z0-9._:%+\[\]-]{1,128}")
 _PROP = re.compile(r"([a-z_]{1,32}):(\S{0,256})")
 _HEADER = "List of devices attached"
 
