@@ -281,7 +281,8 @@ def test_unset_tool_unknown_device_and_checkpoint_on_android(adb, models, tmp_pa
     fake_arm64_elf(tmp_path / "bm")
     assert CliRunner().invoke(cli, ["devices", "setup", "--benchmark-model", str(tmp_path / "bm")]).exit_code == 0
     res = bench_cli(str(models["model.tflite"]), "--device", "galaxy-s99")
-    assert res.exit_code == 3 and "neither a connected serial" in res.stderr
+    # a name that is neither a profile nor a connected serial is an input error (issue 11: exit classes)
+    assert res.exit_code == 2 and "'galaxy-s99' is neither a device profile" in res.stderr
     res = bench_cli(str(models["model.tflite"]), "--device", "pixel8")  # a profile, but no such phone connected
     assert res.exit_code == 3 and "no connected device matches profile pixel8" in res.stderr
     ckpt = tmp_path / "model.pt"

@@ -50,15 +50,20 @@ def _devices_report() -> dict:
 def command(ctx: click.Context, as_json: bool) -> None:
     """List connected Android devices (adb), the profile each matches, and which on-device
     benchmark tools are set up. Profiles: optim/device_bench/profiles.toml plus
-    [profiles.*] in your devices.toml. Exits 3 when adb is missing."""
+    [profiles.*] in your devices.toml. Exits 3 when adb is missing, hangs
+    ($OPTIM_ADB_TIMEOUT_S, default 30 s for the listing) or answers something unreadable;
+    2 when devices.toml is invalid."""
     if ctx.invoked_subcommand is not None:
         return
     from optim.errors import EXIT_TOOL_ERROR
 
     report = _devices_report()
+    device_errors = [f"device {d['serial']}: {d['error']}" for d in report["devices"] if d.get("error")]
     if as_json:
         print_json(report)
-        if report["adb_error"]:
+        if report["adb_error"] or device_errors:
+            for e in device_errors:
+                click.echo(f"error: {e}", err=True)
             ctx.exit(EXIT_TOOL_ERROR)
         return
     s = state()
@@ -77,6 +82,10 @@ def command(ctx: click.Context, as_json: bool) -> None:
     s.console.print("profiles: " + ", ".join(sorted(report["profiles"])))
     if report["adb_error"]:
         click.echo(f"error: {report['adb_error']}", err=True)
+        ctx.exit(EXIT_TOOL_ERROR)
+    if device_errors:  # a device whose answers could not be read: listed, but not a clean result
+        for e in device_errors:
+            click.echo(f"error: {e}", err=True)
         ctx.exit(EXIT_TOOL_ERROR)
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from optim.device_bench.adb import Adb, ConnectedDevice, require_ready
+from optim.device_bench.adb import Adb, ConnectedDevice, is_valid_serial, require_ready
 from optim.device_bench.config import TOOL_FOR_FORMAT, DeviceConfig, ToolConfig, load_config
 from optim.device_bench.errors import (DeviceError, DeviceNotFoundError, DeviceOfflineError,
                                        DeviceUnauthorizedError, ToolNotConfiguredError, ToolRunError)
@@ -35,7 +35,7 @@ from optim.device_bench.profiles import DeviceProfile, all_profiles, match_profi
 from optim.device_bench.result import BenchResult, DeviceInfo
 from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_aggregate_trials, summarize_trials
 from optim.device_bench.target import Target, resolve_target
-from optim.errors import InputError
+from optim.errors import InputError, ToolError
 
 REMOTE_ROOT = "/data/local/tmp"
 THERMAL_STATUS = {0: "none", 1: "light", 2: "moderate", 3: "severe", 4: "critical", 5: "emergency", 6: "shutdown"}
@@ -60,11 +60,18 @@ def _props(adb: Adb) -> tuple[str | None, str | None, str | None]:
 def select_device(spec: str, adb: Adb | None = None, config: DeviceConfig | None = None) -> SelectedDevice:
     """Find the connected device named by ``spec`` (an adb serial or a profile key).
 
-    Raises DeviceNotFoundError (none connected / no match / several match),
-    DeviceUnauthorizedError, DeviceOfflineError.
+    Raises:
+        InputError (exit 2): ``spec`` is neither a profile nor a connected serial (nor could be
+            a serial), or several connected devices match the profile (choose one by serial).
+        DeviceNotFoundError: no device connected, or none matches the profile.
+        DeviceUnauthorizedError, DeviceOfflineError: the device is not usable.
+        ToolRunError: adb's answers cannot be parsed (see :func:`optim.device_bench.adb.parse_devices`).
     """
-    adb = adb or Adb()
     profiles = all_profiles(config)
+    if spec not in profiles and not is_valid_serial(spec):
+        raise InputError(f"--device {spec!r} is neither a device profile ({', '.join(sorted(profiles))}) nor an adb "
+                         "serial; see `optim devices`")
+    adb = adb or Adb()
     devices = adb.devices()
     if not devices:
         raise DeviceNotFoundError("no Android device connected (`adb devices` lists none): connect the phone by USB "
@@ -77,8 +84,9 @@ def select_device(spec: str, adb: Adb | None = None, config: DeviceConfig | None
         pd, model, abi = _props(a)
         return SelectedDevice(a, dev.serial, pd, model, abi, match_profile(profiles, dev.serial, pd))
     if spec not in profiles:
-        raise DeviceNotFoundError(f"--device {spec!r} is neither a connected serial ({', '.join(by_serial)}) nor a "
-                                  f"profile ({', '.join(sorted(profiles))}); see `optim devices`")
+        raise InputError(f"--device {spec!r} is neither a device profile ({', '.join(sorted(profiles))}) nor the "
+                         f"serial of a connected device ({', '.join(by_serial) or 'none'}); see `optim devices` "
+                         "(or add a [profiles.NAME] section to devices.toml)")
     profile = profiles[spec]
     matches: list[SelectedDevice] = []
     not_ready: list[ConnectedDevice] = []
@@ -93,8 +101,8 @@ def select_device(spec: str, adb: Adb | None = None, config: DeviceConfig | None
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise DeviceNotFoundError(f"several connected devices match profile {spec} "
-                                  f"({', '.join(m.serial for m in matches)}): pass --device SERIAL")
+        raise InputError(f"--device {spec}: several connected devices match profile {spec} "
+                         f"({', '.join(m.serial for m in matches)}); choose one with --device SERIAL")
     if not_ready:
         require_ready(not_ready[0])  # raises the unauthorized/offline error for the first one
     raise DeviceNotFoundError(f"no connected device matches profile {spec} (ro.product.device in "
@@ -102,12 +110,27 @@ def select_device(spec: str, adb: Adb | None = None, config: DeviceConfig | None
 
 
 # ----------------------------------------------------------------------------- CPU pinning
-_FREQ_LINE = re.compile(r"/cpu(\d+)/cpufreq/cpuinfo_max_freq:(\d+)")
+_FREQ_LINE = re.compile(r"/sys/devices/system/cpu/cpu(\d{1,4})/cpufreq/cpuinfo_max_freq:(\d{1,9})")
 
 
 def parse_max_freqs(text: str) -> dict[int, int]:
-    """``grep -H . /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq`` → {cpu: kHz}."""
-    return {int(c): int(f) for c, f in _FREQ_LINE.findall(text)}
+    """``grep -H . /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq`` → {cpu: kHz}.
+
+    Every non-blank line must be ``/sys/devices/system/cpu/cpuN/cpufreq/cpuinfo_max_freq:KHZ``
+    with a positive integer frequency and each CPU listed once. Raises :class:`ToolRunError`
+    (exit 3) quoting the first other line: a garbled reply never becomes a core mask."""
+    freqs: dict[int, int] = {}
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        m = _FREQ_LINE.fullmatch(s)
+        if not m or int(m.group(2)) <= 0 or int(m.group(1)) in freqs:
+            raise ToolRunError(f"adb: the device's cpuinfo_max_freq read returned {s[:160]!r}, not "
+                               "'/sys/devices/system/cpu/cpuN/cpufreq/cpuinfo_max_freq:KHZ' (a positive integer, each "
+                               "CPU once); optim will not pin to cores it cannot identify")
+        freqs[int(m.group(1))] = int(m.group(2))
+    return freqs
 
 
 def choose_cores(freqs: dict[int, int], threads: int | None) -> list[int]:
@@ -128,22 +151,53 @@ def cpu_mask(cores: list[int]) -> str:
 
 
 # ----------------------------------------------------------------------------- thermal
-_TH_STATUS = re.compile(r"Thermal Status:\s*(\d+)")
-_TH_TEMP = re.compile(r"Temperature\{mValue=([-\d.]+), mType=(\d+), mName=([^,]*)")
+_TH_STATUS = re.compile(r"Thermal Status:\s*(\S+)")
+_TH_TEMP = re.compile(r"Temperature\{mValue=([^,]*), mType=([^,]*), mName=([^,]*)")
+_TEMP_VALUE = re.compile(r"-?\d{1,4}(?:\.\d+)?")
+
+
+def _thermal_error(what: str, value: str) -> ToolRunError:
+    return ToolRunError(f"adb: the device's thermal service reported {what} {value[:80]!r}, which is not a valid "
+                        "reading; check the device (or the adb on PATH)")
 
 
 def parse_thermal(dumpsys: str) -> dict:
     """``dumpsys thermalservice`` → {"status": int|None, "status_name", "max_cpu_temp_c": float|None}.
 
     Temperatures: the largest ``mValue`` of type 0 (CPU) in "Current temperatures from HAL"
-    (or anywhere when that section is absent)."""
+    (or anywhere when that section is absent). The status must be an integer 0–6
+    (``PowerManager.THERMAL_STATUS_*``) and every temperature a decimal number of °C; anything
+    else raises :class:`ToolRunError` (never a NaN or a made-up status)."""
     m = _TH_STATUS.search(dumpsys)
-    status = int(m.group(1)) if m else None
+    status = None
+    if m:
+        if not m.group(1).isdigit() or int(m.group(1)) not in THERMAL_STATUS:
+            raise _thermal_error("Thermal Status", m.group(1))
+        status = int(m.group(1))
     section = dumpsys.split("Current temperatures from HAL:", 1)
     temps_text = section[1] if len(section) == 2 else dumpsys
-    cpu = [float(v) for v, typ, _ in _TH_TEMP.findall(temps_text) if typ == "0"]
+    cpu = []
+    for v, typ, _ in _TH_TEMP.findall(temps_text):
+        if not _TEMP_VALUE.fullmatch(v.strip()):
+            raise _thermal_error("temperature", v)
+        if typ.strip() == "0":
+            cpu.append(float(v))
     return {"status": status, "status_name": THERMAL_STATUS.get(status) if status is not None else None,
             "max_cpu_temp_c": max(cpu) if cpu else None, "source": "dumpsys thermalservice"}
+
+
+def parse_thermal_zones(text: str) -> float | None:
+    """``cat /sys/class/thermal/thermal_zone*/temp`` (one integer m°C per line) → the maximum in
+    °C, or None when empty. Raises :class:`ToolRunError` for any other line."""
+    vals = []
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        if not re.fullmatch(r"-?\d{1,7}", s):
+            raise _thermal_error("thermal zone temperature", s)
+        vals.append(int(s))
+    return max(vals) / 1000.0 if vals else None
 
 
 def read_thermal(adb: Adb) -> dict:
@@ -151,8 +205,8 @@ def read_thermal(adb: Adb) -> dict:
     if proc.returncode == 0 and "Thermal Status" in proc.stdout:
         return parse_thermal(proc.stdout)
     proc = adb.shell("cat /sys/class/thermal/thermal_zone*/temp", what="thermal zones", check=False)
-    vals = [int(v) for v in re.findall(r"^-?\d+$", proc.stdout, re.M)] if proc.returncode == 0 else []
-    return {"status": None, "status_name": None, "max_cpu_temp_c": (max(vals) / 1000.0) if vals else None,
+    return {"status": None, "status_name": None,
+            "max_cpu_temp_c": parse_thermal_zones(proc.stdout) if proc.returncode == 0 else None,
             "source": "/sys/class/thermal (max over zones, m°C/1000)"}
 
 
@@ -276,7 +330,7 @@ def bench_android(path: str | Path, device: str, *, threads: int | None = None, 
     finally:
         try:
             a.shell(f"rm -rf {remote_dir}", what="cleaning up", check=False)
-        except DeviceError:
+        except ToolError:  # a disconnected or hung device: keep the original error, warn about the leftovers
             warnings.append(f"could not remove {remote_dir} from the device (it was disconnected)")
 
     if a.retries_used:

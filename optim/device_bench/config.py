@@ -33,6 +33,8 @@ CONFIG_FILE = "devices.toml"
 #: format → the official on-device tool that benchmarks it
 TOOL_FOR_FORMAT = {"tflite": "benchmark_model", "pte": "executor_runner", "onnx": "onnxruntime_perf_test"}
 TOOLS = tuple(TOOL_FOR_FORMAT.values())
+TOP_LEVEL_KEYS = frozenset({"tools", "profiles"})
+TOOL_KEYS = frozenset({"path", "libs"})
 
 
 def config_dir() -> Path:
@@ -65,27 +67,44 @@ class DeviceConfig:
 def load_config(path: str | Path | None = None) -> DeviceConfig:
     """Read the user's ``devices.toml`` (missing file → empty config).
 
-    Raises :class:`InputError` naming the file and key on bad TOML or an unknown tool name.
+    Raises :class:`InputError` (exit 2) naming the file and key on bad TOML, an unknown
+    top-level key, tool name or tool key (typos are errors, never ignored), or a value of the
+    wrong type. Profiles are validated when used (:func:`optim.device_bench.profiles.all_profiles`).
     """
     path = Path(path) if path else config_path()
     if not path.exists():
         return DeviceConfig(source=path)
+    if path.is_dir():
+        raise InputError(f"device config {path} is a directory, not a TOML file")
     data = parse_toml(path.read_bytes(), path, "device config")
     cfg = DeviceConfig(source=path)
-    for name, entry in (data.get("tools") or {}).items():
+    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))} (typo?); a device config holds only "
+                         f"{', '.join(f'[{k}.*]' for k in sorted(TOP_LEVEL_KEYS))}")
+    tools = data.get("tools") or {}
+    if not isinstance(tools, dict):
+        raise InputError(f"{path}: [tools] must be a table of tools ({', '.join(TOOLS)})")
+    for name, entry in tools.items():
         if name not in TOOLS:
-            raise InputError(f"{path}: [tools.{name}] is not a known tool; use one of {', '.join(TOOLS)}")
+            raise InputError(f"{path}: [tools.{name}] is not a known tool (typo?); use one of {', '.join(TOOLS)}")
         if isinstance(entry, str):
             entry = {"path": entry}
         if not isinstance(entry, dict) or "path" not in entry:
             raise InputError(f"{path}: [tools.{name}] needs a 'path' key")
+        extra = sorted(set(entry) - TOOL_KEYS)
+        if extra:
+            raise InputError(f"{path}: [tools.{name}] has unknown key(s) {', '.join(map(repr, extra))} (typo?); "
+                             f"allowed: {', '.join(sorted(TOOL_KEYS))}")
         libs = entry.get("libs") or []
-        if not isinstance(libs, list):
+        if not isinstance(entry["path"], str) or not entry["path"].strip():
+            raise InputError(f"{path}: [tools.{name}].path must be a non-empty string (the tool's host path)")
+        if not isinstance(libs, list) or not all(isinstance(p, str) and p.strip() for p in libs):
             raise InputError(f"{path}: [tools.{name}].libs must be a list of paths")
         cfg.tools[name] = ToolConfig(name, Path(entry["path"]).expanduser(), tuple(Path(p).expanduser() for p in libs))
     profiles = data.get("profiles") or {}
-    if not isinstance(profiles, dict):
-        raise InputError(f"{path}: [profiles] must be a table of profiles")
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise InputError(f"{path}: [profiles] must be a table of profiles ([profiles.NAME] sections)")
     cfg.profiles = {k: dict(v) for k, v in profiles.items()}
     return cfg
 

@@ -17,9 +17,10 @@ Run as ``python -m optim.device_bench.host_memory '<json args>'`` (used by
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from optim.device_bench.process import ToolTimeoutError, run_tool
 
 MEMORY_METHOD = ("fresh child process: peak resident set (Linux VmHWM, reset via /proc/self/clear_refs) while "
                  "opening the artifact and running {n} single-image predictions, minus the resident set before "
@@ -30,19 +31,26 @@ def measure_peak_memory(path: str | Path, *, threads: int | None, load_kwargs: d
                         iterations: int = 5, timeout_s: float = 600.0) -> tuple[float | None, str]:
     """Spawn a child that measures the peak memory of ``path`` → ``(MB or None, method or reason)``."""
     args = json.dumps({"path": str(path), "threads": threads, "load_kwargs": load_kwargs or {}, "iterations": iterations})
-    try:
-        proc = subprocess.run([sys.executable, "-m", "optim.device_bench.host_memory", args], capture_output=True,
-                              text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return None, f"memory measurement did not finish within {timeout_s:.0f} s"
+    try:  # own process group, killed as a whole on timeout (optim.device_bench.process)
+        proc = run_tool([sys.executable, "-m", "optim.device_bench.host_memory", args], timeout_s=timeout_s,
+                        what="the peak-memory child process")
+    except ToolTimeoutError:
+        return None, f"memory measurement did not finish within {timeout_s:.0f} s (the child process was stopped)"
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         return None, f"memory measurement failed (exit {proc.returncode}): {tail}"
-    data = json.loads(lines[-1])
-    if data.get("peak_mb") is None:
-        return None, data.get("reason", "peak memory not available on this OS")
-    return float(data["peak_mb"]), MEMORY_METHOD.format(n=iterations)
+    try:
+        data = json.loads(lines[-1])
+        peak = data.get("peak_mb")
+        peak = None if peak is None else float(peak)
+    except (ValueError, TypeError, AttributeError):
+        return None, f"memory measurement printed an unreadable result: {lines[-1][:200]!r}"
+    if peak is None:
+        return None, str(data.get("reason", "peak memory not available on this OS"))
+    if not (0 <= peak < float("inf")):
+        return None, f"memory measurement printed an invalid figure ({peak!r} MB)"
+    return peak, MEMORY_METHOD.format(n=iterations)
 
 
 def _child(spec: dict) -> dict:

@@ -62,6 +62,29 @@ def _f(s: str) -> float:
     return float(s)
 
 
+def _ms(value: float, tool: str, what: str) -> float:
+    """A latency (ms) a tool reported, checked: finite and ≥ 0. Raises :class:`ToolRunError`
+    naming the tool and the field otherwise (a NaN, infinite or negative time is a broken tool
+    or a garbled transfer, never a measurement)."""
+    if not (0.0 <= value < float("inf")):
+        raise ToolRunError(f"{tool} reported {what} = {value!r}, not a valid latency (finite, ≥ 0); "
+                           "its output is corrupt: rerun, or check the tool build")
+    return value
+
+
+def _check_aggregate(agg: AggregateTrial, tool: str) -> AggregateTrial:
+    """Every time of ``agg`` finite and ≥ 0, ``count`` ≥ 1 and ``min ≤ max``; else ToolRunError."""
+    if agg.count < 1:
+        raise ToolRunError(f"{tool} reported {agg.count} timed runs; expected at least 1")
+    for name in ("mean", "std", "min", "max", "p50", "p90", "p95", "p99"):
+        v = getattr(agg, name)
+        if v is not None:
+            _ms(v, tool, name)
+    if agg.min > agg.max:
+        raise ToolRunError(f"{tool} reported min {agg.min:g} ms > max {agg.max:g} ms: its output is corrupt")
+    return agg
+
+
 # ---------------------------------------------------------------- LiteRT benchmark_model
 _BM_FULL = re.compile(
     rf"count=(?P<count>\d+) first=(?P<first>{_NUM}) curr=(?P<curr>{_NUM}) min=(?P<min>{_NUM}) "
@@ -113,6 +136,9 @@ def parse_benchmark_model(text: str) -> ToolOutput:
         raise ToolRunError("benchmark_model printed no statistics line for the timed runs "
                            "(expected 'count=N first=… min=… max=… avg=… std=…' after the warm-up line)")
     us = 1e-3
+    for key in ("first", "min", "max", "avg", "std", "p5", "median", "p95"):
+        if regular.get(key):
+            _ms(_f(regular[key]), "benchmark_model", key)
     agg = AggregateTrial(
         count=int(regular["count"]), mean=_f(regular["avg"]) * us, std=_f(regular["std"]) * us,
         min=_f(regular["min"]) * us, max=_f(regular["max"]) * us,
@@ -120,6 +146,7 @@ def parse_benchmark_model(text: str) -> ToolOutput:
         p95=_f(regular["p95"]) * us if regular.get("p95") else None,
         extra={"first_ms": _f(regular["first"]) * us, "p5_ms": _f(regular["p5"]) * us if regular.get("p5") else None},
     )
+    _check_aggregate(agg, "benchmark_model")
     out = ToolOutput(tool="benchmark_model", aggregate=agg, percentile_method=BENCHMARK_MODEL_PERCENTILES)
     m = _BM_AVG.search(text)
     if m and agg.mean > 0 and abs(_f(m.group(1)) * us - agg.mean) > 1e-3 * agg.mean + 1e-3:
@@ -129,7 +156,7 @@ def parse_benchmark_model(text: str) -> ToolOutput:
         out.notes.append("this benchmark_model build prints no percentiles (no p5/median/p95): p50 and p95 are "
                          "unavailable; use a newer LiteRT benchmark_model to measure them")
     m = _BM_PEAK.search(text)
-    if m and _f(m.group(1)) > 0:
+    if m and 0 < _f(m.group(1)) < float("inf"):
         out.peak_memory_mb = _f(m.group(1)) * MIB_TO_MB
         out.memory_method = ("benchmark_model --report_peak_memory_footprint: peak process memory footprint "
                              "sampled every 50 ms (tool reports MiB; converted to MB = 10^6 bytes)")
@@ -148,7 +175,7 @@ def parse_executor_runner(text: str, expected: int | None = None) -> ToolOutput:
     with logging disabled prints none), if iterations are missing or out of order, or if
     fewer than ``expected`` were printed.
     """
-    rows = [(int(i), int(n), _f(x)) for i, n, x in _ET_ITER.findall(text)]
+    rows = [(int(i), int(n), _ms(_f(x), "executor_runner", f"iteration {i}")) for i, n, x in _ET_ITER.findall(text)]
     if not rows:
         hint = ""
         if _ET_DONE.search(text):
@@ -204,6 +231,7 @@ def parse_ort_perf_test(text: str) -> ToolOutput:
                          p90=_f(g["p90"].group(1)) * s if g["p90"] else None,
                          p95=_f(g["p95"].group(1)) * s,
                          p99=_f(g["p99"].group(1)) * s if g["p99"] else None)
+    _check_aggregate(agg, "onnxruntime_perf_test")
     out = ToolOutput(tool="onnxruntime_perf_test", aggregate=agg, percentile_method=ORT_PERCENTILES)
     if g["peak"] and int(g["peak"].group(1)) > 0:
         out.peak_memory_mb = int(g["peak"].group(1)) / 1e6
@@ -223,13 +251,21 @@ def parse_ort_result_file(text: str) -> ToolOutput:
         if len(parts) != 5:
             continue
         try:
-            rows.append((int(parts[4]), float(parts[1]), int(float(parts[2]))))
+            index, seconds, peak_f = int(parts[4]), float(parts[1]), float(parts[2])
         except ValueError:
-            continue
+            continue  # not a run line (the statistics block that may follow)
+        _ms(seconds * 1e3, "onnxruntime_perf_test", f"run {index}")
+        if index < 0 or not (0 <= peak_f < float("inf")):
+            raise ToolRunError(f"onnxruntime_perf_test result file has an invalid run line {line.strip()[:120]!r} "
+                               "(negative run index or peak bytes not a finite number ≥ 0)")
+        rows.append((index, seconds, int(peak_f)))
     if not rows:
         raise ToolRunError("onnxruntime_perf_test result file holds no per-run lines "
                            "(expected 'model,seconds,peak_bytes,cpu,run_index')")
     rows.sort(key=lambda r: r[0])
+    if len({r[0] for r in rows}) != len(rows):
+        raise ToolRunError("onnxruntime_perf_test result file lists a run index twice: it is corrupt (or two runs "
+                           "appended to one file); rerun")
     out = ToolOutput(tool="onnxruntime_perf_test", latencies_ms=np.array([r[1] * 1e3 for r in rows]))
     peak = max(r[2] for r in rows)
     if peak > 0:

@@ -23,7 +23,13 @@ Environment:
   ADB_DOUBLE_DEVICES  JSON list of {serial, state, device, model, abi} (default: one Pixel 6a)
   ADB_DOUBLE_FAULT    comma-separated fault modes:
       no-devices, unauthorized, offline, disappear-once, disappear, tool-crash, tool-garbage,
-      old-benchmark-model, et-logcat, ort-no-result-file, hot, no-thermal, no-cpufreq
+      old-benchmark-model, et-logcat, ort-no-result-file, hot, no-thermal, no-cpufreq,
+      garbage (`adb devices` lists a line adb never prints: "@@@ @@@"),
+      noise (every command prints text that is not adb's, no header),
+      hang (every call forks a grandchild that sleeps, writes its pid to
+            $ADB_DOUBLE_DIR/grandchild.pid, and then hangs itself),
+      bad-cpufreq (a non-numeric cpuinfo_max_freq), bad-getprop (ro.product.device with
+            control characters)
   ADB_DOUBLE_LATENCY_MS  median synthetic latency (default 12.5)
 """
 
@@ -248,7 +254,10 @@ def shell(dev: dict, command: str) -> int:
     if cmd == "getprop":
         props = {"ro.product.device": dev.get("device", ""), "ro.product.model": dev.get("model", ""),
                  "ro.product.cpu.abi": dev.get("abi", "arm64-v8a")}
-        out(props.get(tokens[1], ""))
+        value = props.get(tokens[1], "")
+        if "bad-getprop" in FAULTS and tokens[1] == "ro.product.device":
+            value = "blue\x1b[31mjay"
+        out(value)
         return 0
     if cmd == "mkdir":
         local(tokens[-1]).mkdir(parents=True, exist_ok=True)
@@ -268,7 +277,8 @@ def shell(dev: dict, command: str) -> int:
             err("grep: /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq: No such file or directory")
             return 2
         for c, f in CPU_FREQS.items():
-            out(f"/sys/devices/system/cpu/cpu{c}/cpufreq/cpuinfo_max_freq:{f}")
+            bad = "bad-cpufreq" in FAULTS and c == 7
+            out(f"/sys/devices/system/cpu/cpu{c}/cpufreq/cpuinfo_max_freq:{'fast' if bad else f}")
         return 0
     if cmd == "dumpsys" and tokens[1:] == ["thermalservice"]:
         if "no-thermal" in FAULTS:
@@ -337,10 +347,26 @@ def shell(dev: dict, command: str) -> int:
     return 127
 
 
+def hang() -> int:
+    """A hung adb: fork a grandchild that sleeps (its pid goes to grandchild.pid), then hang."""
+    import subprocess
+    import time
+
+    child = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(600)"])
+    (STATE / "grandchild.pid").write_text(str(child.pid))
+    time.sleep(600)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     with open(STATE / "calls.jsonl", "a") as f:
         f.write(json.dumps(argv) + "\n")
+    if "hang" in FAULTS:
+        return hang()
+    if "noise" in FAULTS:
+        out("@@@ hello, I am not adb @@@")
+        return 0
     serial = None
     if argv[:1] == ["-s"]:
         serial, argv = argv[1], argv[2:]
@@ -349,6 +375,9 @@ def main(argv: list[str]) -> int:
         return 1
     if argv[0] == "devices":
         out("List of devices attached")
+        if "garbage" in FAULTS:
+            out("@@@ @@@")
+            return 0
         for d in devices():
             extra = (f" usb:1-1 product:{d.get('device')} model:{d.get('model', '').replace(' ', '_')} "
                      f"device:{d.get('device')} transport_id:3") if d["state"] == "device" else " usb:1-1 transport_id:3"
