@@ -277,7 +277,11 @@ def floor_checks(budget: ResolvedBudget, heads: dict[str, Any]) -> list[Check]:
                 checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
                                     f"{why}: the floor cannot be checked", details))
                 continue
-            checks.append(_budget_check(id, "accuracy", "", float(value), threshold, ">=", details=details))
+            c = _budget_check(id, "accuracy", "", float(value), threshold, ">=", details=details)
+            if c.status == FAIL:
+                c.reason = (f"{what} of head {head!r} is {float(value):.4g}, below the policy's floor {key} = "
+                            f"{threshold:g} (decided on the point estimate; no reference involved)")
+            checks.append(c)
     return checks
 
 

@@ -301,8 +301,10 @@ class Policy(_Strict):
         path = Path(path)
         if path.is_dir():
             raise InputError(f"policy {path} is a directory; pass the policy file (optim.toml) itself")
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"policy file {path} does not exist (write one, see `optim verify --help`)")
+        if not path.is_file():
+            raise InputError(f"policy {path} is not a regular file; pass the policy file (optim.toml) itself")
         try:
             size = path.stat().st_size
             if size > MAX_POLICY_BYTES:
