@@ -196,3 +196,121 @@ def test_verdict_precedence_and_exit_codes():
     assert C.verdict([p, e, f]) == "fail" and C.exit_code_for("fail") == 1
     assert C.verdict([s]) == "fail"  # nothing verified never passes
     assert C.verdict([]) == "fail"
+
+
+# ---- absolute floors (issue 11): no reference needed, fail closed -----------------------------
+@pytest.mark.parametrize("floor,status", [(0.9, "pass"), (0.9001, "fail")])
+def test_min_top1_at_threshold(floor, status):
+    c = run(budget(min_top1=floor))["min_top1[digit]"]  # the eval's digit top-1 is 0.9
+    assert c.status == status and c.comparison == ">=" and c.unit == "" and c.kind == "accuracy"
+    assert c.measured == pytest.approx(0.9) and c.threshold == floor
+    assert c.margin == pytest.approx(0.9 - floor)
+
+
+def test_floors_need_no_reference_and_pass_without_deltas():
+    b = budget(min_top1=0.5, min_tail_top1=0.5, min_macro_f1=0.5)
+    assert not b.needs_reference and b.has_checks
+    cs = run(b, ev=eval_report(with_delta=False))
+    assert {k: c.status for k, c in cs.items() if k.startswith("min_")} == {
+        "min_top1[digit]": "pass", "min_tail_top1[digit]": "pass", "min_macro_f1[digit]": "pass"}
+
+
+def test_bad_model_with_bad_reference_fails_on_the_floor():
+    # a reference as bad as the model: every delta is 0 and passes; the floor still catches it
+    ev = eval_report(top1=0.0, tail=0.0, agreement=1.0)
+    ev["heads"]["digit"]["metrics"]["top1"] = 0.10
+    cs = run(budget(max_top1_drop_pts=1.0, min_top1_agreement=0.97, min_top1=0.8), ev=ev)
+    assert cs["top1_drop[digit]"].status == "pass" and cs["top1_agreement[digit]"].status == "pass"
+    assert cs["min_top1[digit]"].status == "fail" and "is 0.1, below the policy's floor min_top1 = 0.8" in cs["min_top1[digit]"].reason
+    assert C.verdict(list(cs.values())) == "fail"
+
+
+def test_floor_per_head_table_and_kinds():
+    ev = eval_report(multilabel=-0.01)  # heads: digit (multiclass, macro-F1 0.88), tags (multilabel, 0.7)
+    cs = run(budget(min_macro_f1=0.75), ev=ev)
+    assert cs["min_macro_f1[digit]"].status == "pass" and cs["min_macro_f1[tags]"].status == "fail"
+    # a head's own entry wins over the number for every head
+    cs = run(budget(min_macro_f1={"*": 0.75, "tags": 0.6}), ev=ev)
+    assert cs["min_macro_f1[tags]"].status == "pass" and cs["min_macro_f1[tags]"].threshold == 0.6
+    assert cs["min_macro_f1[digit]"].threshold == 0.75
+    # top-1 floors apply to multiclass heads only; a table naming a multilabel head fails closed
+    cs = run(budget(min_top1=0.5), ev=ev)
+    assert "min_top1[digit]" in cs and "min_top1[tags]" not in cs
+    c = run(budget(min_top1={"tags": 0.5}), ev=ev)["min_top1[tags]"]
+    assert c.status == "fail" and "multilabel" in c.reason
+
+
+def test_floor_for_missing_head_fails_closed():
+    c = run(budget(min_top1={"digits": 0.5}))["min_top1[digits]"]  # typo: the head is "digit"
+    assert c.status == "fail" and "no such head" in c.reason and "digit" in c.reason
+    # a number with no head of its kind at all: fails, never silently skipped
+    ev = eval_report()
+    ev["heads"]["digit"]["kind"] = "multilabel"
+    c = run(budget(min_top1=0.5), ev=ev)["min_top1"]
+    assert c.status == "fail" and "no multiclass head" in c.reason
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), "0.95", True])
+def test_floor_null_or_garbage_metric_fails_closed(value):
+    ev = eval_report()
+    ev["heads"]["digit"]["metrics"]["top1"] = value
+    c = run(budget(min_top1=0.5), ev=ev)["min_top1[digit]"]
+    assert c.status == "fail" and c.measured is None and "cannot be checked" in c.reason
+
+
+def test_tail_floor_without_tail_classes_fails_closed():
+    c = run(budget(min_tail_top1=0.5), ev=eval_report(tail=None, tail_classes=()))["min_tail_top1[digit]"]
+    assert c.status == "fail" and "no tail classes" in c.reason
+
+
+def test_floor_metrics_missing_fails_closed():
+    ev = eval_report()
+    del ev["heads"]["digit"]["metrics"]
+    assert run(budget(min_macro_f1=0.1), ev=ev)["min_macro_f1[digit]"].status == "fail"
+
+
+# ---- pins (issue 11) ---------------------------------------------------------------------------
+GOLDEN = "ab" * 32  # eval_report()'s golden sha256
+OTHER = "cd" * 32
+
+
+def pinned(**pins):
+    return Policy.from_dict({**pins, "defaults": {"size_mb": 100}}).resolve(["art"])
+
+
+def test_golden_pin_matches_the_evaluated_golden_set():
+    cs = run(pinned(golden_sha256=GOLDEN.upper()))  # the pin is case-insensitive
+    assert cs["golden_pin"].status == "pass" and cs["golden_pin"].kind == "integrity"
+    assert "reference_pin" not in cs  # not pinned: no check
+
+
+def test_golden_pin_mismatch_fails_naming_both_digests():
+    cs = run(pinned(golden_sha256=OTHER))
+    c = cs["golden_pin"]
+    assert c.status == "fail" and GOLDEN in c.reason and OTHER in c.reason
+    assert c.details == {"pinned_sha256": OTHER, "measured_sha256": GOLDEN}
+    assert C.verdict(list(cs.values())) == "fail" and C.exit_code_for("fail") == 1
+
+
+def test_golden_pin_without_a_measured_digest_fails_closed():
+    meas = {"size_bytes": 1, "eval": None, "eval_error": "boom", "eval_error_kind": "input"}
+    assert by_id(C.artifact_checks(pinned(golden_sha256=GOLDEN), meas, []))["golden_pin"].status == "fail"
+    # the measured digest and the evaluation's disagree: unknown, fails
+    c = run(pinned(golden_sha256=GOLDEN), golden_sha256=OTHER)["golden_pin"]
+    assert c.status == "fail"
+
+
+def test_reference_pin():
+    b = pinned(reference_sha256=OTHER)
+    assert run(b, reference_sha256=OTHER)["reference_pin"].status == "pass"
+    c = run(b, reference_sha256=GOLDEN)["reference_pin"]
+    assert c.status == "fail" and OTHER in c.reason and GOLDEN in c.reason
+    c = run(b)["reference_pin"]  # no reference used / not measured
+    assert c.status == "fail" and "unknown" in c.reason
+
+
+def test_pin_checks_direct():
+    b = pinned(golden_sha256=GOLDEN, reference_sha256=OTHER)
+    assert [(c.id, c.status) for c in C.pin_checks(b, GOLDEN, OTHER)] == [("golden_pin", "pass"), ("reference_pin", "pass")]
+    assert [c.status for c in C.pin_checks(b, OTHER, GOLDEN)] == ["fail", "fail"]
+    assert C.pin_checks(budget(size_mb=1), OTHER, None) == []

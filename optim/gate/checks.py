@@ -11,14 +11,21 @@ interval. Accuracy drops are reported in percentage points, positive = worse tha
 
 Fail closed: a missing measurement, a null metric, an unverified golden set or a required
 device that was not measured never passes; the check says why.
+
+Besides the budgets versus FP32, two kinds of check need no reference at all: the policy's
+pins (``golden_pin``, ``reference_pin``: the digests this run used must be the pinned ones)
+and its absolute floors (``min_top1[head]``, ``min_tail_top1[head]``, ``min_macro_f1[head]``:
+the artifact's own metric must reach the floor), so a wrong or weak reference cannot make a
+bad model pass.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from optim.gate.policy import ResolvedBudget
+from optim.gate.policy import ALL_HEADS, FLOORS, ResolvedBudget
 
 Status = Literal["pass", "fail", "error", "skipped"]
 PASS, FAIL, ERROR, SKIPPED = "pass", "fail", "error", "skipped"
@@ -206,6 +213,104 @@ def accuracy_checks(budget: ResolvedBudget, eval_report: dict[str, Any]) -> list
         for head, h in multilabel.items():
             checks.append(_drop_check(f"multilabel_macro_f1_drop[{head}]", h.get("delta"), "macro_f1",
                                       budget.max_multilabel_macro_f1_drop_pts, budget.decide_on, "multi-label macro-F1"))
+    checks += floor_checks(budget, heads)
+    return checks
+
+#: floor key → (metric in ``heads[h].metrics``, words for messages)
+FLOOR_METRICS = {"min_top1": ("top1", "top-1"), "min_tail_top1": ("tail_top1", "tail-class top-1"),
+                 "min_macro_f1": ("macro_f1", "macro-F1")}
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def floor_checks(budget: ResolvedBudget, heads: dict[str, Any]) -> list[Check]:
+    """Absolute floors: the artifact's own metric (``heads[h]["metrics"][metric]``, a fraction)
+    must be ≥ the policy's ``min_top1`` / ``min_tail_top1`` / ``min_macro_f1``.
+
+    ``heads`` is ``EvalReport.to_dict()["heads"]``. A floor under ``"*"`` applies to every head
+    of the kinds in :data:`optim.gate.policy.FLOORS` (top-1 and tail top-1: multiclass;
+    macro-F1: multiclass and multilabel); a head's own entry wins over ``"*"``. One check per
+    (floor, head), id ``"{key}[{head}]"``, kind "accuracy", unit "" (fraction), comparison
+    ">=", decided on the point estimate. Fail closed: a head named by the policy that the
+    evaluation lacks or that is of another kind, a null or non-finite metric, and a floor that
+    applies to no head at all (id ``key``) fail; none of these ever passes.
+    """
+    heads = heads if isinstance(heads, dict) else {}
+    checks: list[Check] = []
+    for key, kinds in FLOORS.items():
+        table: dict[str, float] = getattr(budget, key)
+        if not table:
+            continue
+        metric, what = FLOOR_METRICS[key]
+        default = table.get(ALL_HEADS)
+        named = [h for h in table if h != ALL_HEADS]
+        of_kind = [h for h, v in heads.items() if isinstance(v, dict) and v.get("kind") in kinds]
+        targets = list(dict.fromkeys([*(of_kind if default is not None else []), *named]))
+        if not targets:
+            checks.append(Check(key, "accuracy", FAIL, "", ">=", None, default, None, None,
+                                f"the policy sets {key} = {default:g} but the evaluation has no {' or '.join(kinds)} "
+                                f"head to apply it to (heads: {sorted(heads)}): the floor cannot be checked",
+                                {"kinds": list(kinds)}))
+            continue
+        for head in targets:
+            threshold = table.get(head, default)
+            id = f"{key}[{head}]"
+            details = {"head": head, "metric": metric, "floor_from": head if head in table else ALL_HEADS}
+            h = heads.get(head)
+            if not isinstance(h, dict):
+                checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
+                                    f"the policy sets {key} for head {head!r} but the evaluation has no such head "
+                                    f"(heads: {sorted(heads)}); fix the head name in the policy", details))
+                continue
+            if h.get("kind") not in kinds:
+                checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
+                                    f"head {head!r} is {h.get('kind')!r}; {key} applies to {' and '.join(kinds)} heads "
+                                    f"only; fix the policy", details))
+                continue
+            value = (h.get("metrics") or {}).get(metric)
+            if not _finite(value):
+                why = (f"no tail classes in this golden set, so {what} of head {head!r} cannot be computed"
+                       if metric == "tail_top1" and not h.get("tail_classes") else
+                       f"{what} of head {head!r} is {'missing' if value is None else repr(value)} in the evaluation report")
+                checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
+                                    f"{why}: the floor cannot be checked", details))
+                continue
+            c = _budget_check(id, "accuracy", "", float(value), threshold, ">=", details=details)
+            if c.status == FAIL:
+                c.reason = (f"{what} of head {head!r} is {float(value):.4g}, below the policy's floor {key} = "
+                            f"{threshold:g} (decided on the point estimate; no reference involved)")
+            checks.append(c)
+    return checks
+
+
+def pin_checks(budget: ResolvedBudget, golden_sha256: str | None, reference_sha256: str | None) -> list[Check]:
+    """The policy's pins against the digests this run used.
+
+    ``budget.golden_sha256`` / ``budget.reference_sha256`` (64 hex, from the policy's top level;
+    None = not pinned, no check) are compared with ``golden_sha256`` (the golden set's content
+    digest as measured, i.e. ``eval["golden"]["sha256"]``) and ``reference_sha256`` (sha256 of
+    the reference checkpoint's bytes; None if no reference was used). Checks ``golden_pin`` and
+    ``reference_pin``, kind "integrity": pass iff equal (case-insensitive); a mismatch fails
+    naming both digests; an unknown digest fails (fail closed).
+    """
+    checks = []
+    for id, pin, measured, what in (("golden_pin", budget.golden_sha256, golden_sha256, "golden set"),
+                                    ("reference_pin", budget.reference_sha256, reference_sha256, "reference checkpoint")):
+        if pin is None:
+            continue
+        details = {"pinned_sha256": pin, "measured_sha256": measured}
+        key = id.replace("_pin", "_sha256")
+        if not isinstance(measured, str) or not measured:
+            status, reason = FAIL, (f"the policy pins the {what} ({key} = {pin}) but this run's {what} digest is "
+                                    f"unknown (no {what} was used, it was not measured, or two measurements disagree)")
+        elif measured.strip().lower() != pin.strip().lower():
+            status, reason = FAIL, (f"{what} sha256 {measured} is not the one the policy pins ({key} = {pin}): "
+                                    f"this run used a different {what}")
+        else:
+            status, reason = PASS, f"{what} sha256 {measured} matches the policy's pin"
+        checks.append(Check(id, "integrity", status, "", None, reason=reason, details=details))
     return checks
 
 
@@ -264,10 +369,21 @@ def size_check(budget: ResolvedBudget, size_bytes: int | None) -> list[Check]:
     return [_budget_check("size", "size", "MB", measured, budget.size_mb, missing_reason="artifact size unknown")]
 
 
+def _golden_digest(measurement: dict[str, Any]) -> str | None:
+    """The golden digest of this run: ``measurement["golden_sha256"]`` and/or the evaluation's
+    ``golden.sha256``; None if neither is known or if they disagree (then the pin fails)."""
+    ev = measurement.get("eval") if isinstance(measurement.get("eval"), dict) else {}
+    seen = {x.strip().lower() for x in (measurement.get("golden_sha256"), (ev.get("golden") or {}).get("sha256"))
+            if isinstance(x, str) and x}
+    return seen.pop() if len(seen) == 1 else None
+
+
 def artifact_checks(budget: ResolvedBudget, measurement: dict[str, Any], devices_run: list[str]) -> list[Check]:
     """All checks for one artifact. ``measurement`` = {"size_bytes", "eval" (dict|None),
     "eval_error" (str|None), "eval_error_kind" ("input"|"tool"|None), "bench" {dev: dict},
-    "bench_errors" {dev: str}}."""
+    "bench_errors" {dev: str}, "reference_sha256" (str|None: sha256 of the reference
+    checkpoint used), optionally "golden_sha256" (str: the golden digest as measured; default
+    ``eval["golden"]["sha256"]``)}. The policy's pins (:func:`pin_checks`) are judged here."""
     checks = size_check(budget, measurement.get("size_bytes"))
     ev = measurement.get("eval")
     if ev is not None:
@@ -276,6 +392,7 @@ def artifact_checks(budget: ResolvedBudget, measurement: dict[str, Any], devices
         err = measurement.get("eval_error") or "evaluation did not run"
         status = ERROR if measurement.get("eval_error_kind") == "tool" else FAIL
         checks.append(Check("evaluation", "accuracy", status, "", reason=f"evaluation failed: {err}"))
+    checks += pin_checks(budget, _golden_digest(measurement), measurement.get("reference_sha256"))
     checks += latency_checks(budget, measurement.get("bench") or {}, measurement.get("bench_errors") or {}, devices_run)
     return checks
 
