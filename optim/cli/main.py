@@ -34,7 +34,8 @@ class OptimGroup(click.Group):
             click.echo("interrupted", err=True)
             ctx.exit(130)
         except Exception as e:  # a library or runtime broke: exit 3, not a traceback dump
-            click.echo(f"error: {type(e).__name__}: {e} (run with -v for the traceback)", err=True)
+            first = (str(e).strip().splitlines() or [""])[0]  # library messages can embed their own tracebacks
+            click.echo(f"error: {type(e).__name__}: {first} (run with -v for the full message and traceback)", err=True)
             if isinstance(ctx.obj, CliState) and ctx.obj.verbosity > 0:
                 traceback.print_exc()
             ctx.exit(EXIT_TOOL_ERROR)

@@ -249,7 +249,8 @@ def verify(
         digests_before = a.digests()  # what the attestation binds: every file, artifact.json included
         sha_before = a.content_sha256()
         m: dict[str, Any] = {"size_bytes": a.size_bytes, "eval": None, "eval_error": None, "eval_error_kind": None,
-                             "bench": {}, "bench_errors": {}}
+                             "bench": {}, "bench_errors": {},
+                             "reference_sha256": None if ref_info is None else ref_info["sha256"]}
         say(f"{p.name}: evaluating on {golden}")
         try:
             m["eval"] = evaluate_fn(str(p), str(golden), None if ref is None else str(ref),
