@@ -271,7 +271,7 @@ def quantize(
     check_batch, check_desc = _check_inputs(card, calib_set)
     reference = TorchRuntime(loaded.model, card, threads=threads).predict(check_batch)
     source = {"checkpoint": str(loaded.path), "sha256": loaded.sha256, "source_format": loaded.source_format,
-              "card": str(loaded.card_path) if loaded.card_path else None}
+              "card": str(loaded.card_path) if loaded.card_path else None, "lineage": loaded.lineage}
     result = QuantizeResult(checkpoint=loaded.path, out_dir=Path(out), calibration=calib_set.to_metadata() if calib_set else None)
     for s in schemes:
         for fmt in fmts:
