@@ -177,7 +177,7 @@ def main() -> None:
 def _pruned_part(args, wd, ckpt, golden, train_dir, formats, qat_cfg, timings, add):
     import torch
 
-    from optim.checkpoint import load_checkpoint
+    from optim.checkpoint import load_checkpoint, make_lineage
     from optim.optimize.distillation import DistillConfig
     from optim.optimize.finetune import FinetuneConfig, finetune
     from optim.optimize.pruning import prune, save_pruned
@@ -195,11 +195,13 @@ def _pruned_part(args, wd, ckpt, golden, train_dir, formats, qat_cfg, timings, a
         t = time.perf_counter()
         ft = finetune(copy.deepcopy(pr.model), teacher if distill else None, card, data, cfg, wd / f"cmp-pruned30-{name}.run", resume=False, progress=False)
         timings[f"finetune_{name}_s"] = time.perf_counter() - t
-        students[name] = save_pruned(ft.model, card, wd / f"cmp-pruned30-{name}.pt")
+        students[name] = save_pruned(ft.model, card, wd / f"cmp-pruned30-{name}.pt",
+                                       lineage=make_lineage(loaded, fine_tuned=True, epochs=args.finetune_epochs))
     add("pruned 30 % FP32, distilled fine-tune", "torch", students["distilled"])
     add("pruned 30 % FP32, label-only fine-tune", "torch", students["label-only"])
     with torch.no_grad():
-        add("pruned 30 % FP32, no fine-tune", "torch", save_pruned(pr.model, card, wd / "cmp-pruned30-raw.pt"))
+        add("pruned 30 % FP32, no fine-tune", "torch", save_pruned(pr.model, card, wd / "cmp-pruned30-raw.pt",
+                                                                   lineage=make_lineage(loaded, fine_tuned=False, epochs=0)))
 
     t = time.perf_counter()
     pq = quantize_qat(students["distilled"], teacher=ckpt, train=train_dir, golden=golden, formats=formats, config=qat_cfg,

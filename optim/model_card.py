@@ -5,7 +5,8 @@ A model card is a small TOML file next to the checkpoint (``<ckpt>.optim.toml``,
 preprocessing that turns an image file into that tensor, and the output heads. Example::
 
     name = "mnist-resnet18"
-    architecture = "torchvision:resnet18"
+    architecture = "torchvision:resnet18"   # or "mypkg.models:make_net" with allowed_modules
+    # allowed_modules = ["mypkg.models"]    # modules (and submodules) `architecture` may import
 
     [architecture_kwargs]
     num_classes = 10
@@ -130,9 +131,21 @@ class ModelCard(_Strict):
     name: str = "model"
     architecture: str | None = None
     architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: modules (and their submodules) ``architecture`` may import besides the torchvision/timm
+    #: registries; the standard library, torch, numpy and the like are refused even if listed
+    #: (see :func:`optim.checkpoint.build_architecture`). Review it in cards you did not write.
+    allowed_modules: tuple[str, ...] = ()
     input: InputSpec = Field(default_factory=InputSpec)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     heads: tuple[Head, ...]
+
+    @field_validator("allowed_modules")
+    @classmethod
+    def _module_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [m for m in v if not m or not all(part.isidentifier() for part in m.split("."))]
+        if bad:
+            raise ValueError(f"expected dotted module names such as 'mypkg.models', got {bad}")
+        return v
 
     @model_validator(mode="after")
     def _unique_heads(self) -> "ModelCard":
@@ -167,7 +180,10 @@ class ModelCard(_Strict):
         return cls.from_dict(parse_toml(path.read_bytes(), path, "model card"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        d = self.model_dump(mode="json", exclude_none=True)
+        if not d.get("allowed_modules"):
+            d.pop("allowed_modules", None)  # keep cards written before the field unchanged
+        return d
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -31,7 +31,7 @@ def _two_head_card() -> ModelCard:
 
 
 def _save_two_head(path: Path, all_blue: bool = False) -> Path:
-    """TorchScript two-head model on channel means m = (R, G, B) in [0, 1]:
+    """torch.export (.pt2) two-head model on channel means m = (R, G, B) in [0, 1]:
     category logits = 10·m (argmax = strongest channel), or — ``all_blue`` — always "b";
     pattern logits = 20·(R − 0.5), 20·(B − 0.5) (tag on when the channel is above half)."""
     import torch
@@ -49,8 +49,11 @@ def _save_two_head(path: Path, all_blue: bool = False) -> Path:
             tags = torch.stack([20 * (m[:, 0] - 0.5), 20 * (m[:, 2] - 0.5)], dim=1)
             return cat, tags
 
-    scripted = torch.jit.trace(TwoHead(all_blue).eval(), torch.zeros(2, 3, 4, 4))
-    scripted.save(str(path))
+    # issue 11: TorchScript now needs --trust-pickle (it runs code from the file); a torch.export
+    # .pt2 with a dynamic batch loads without trust
+    batch = torch.export.Dim("batch", min=1)
+    torch.export.save(torch.export.export(TwoHead(all_blue).eval(), (torch.zeros(2, 3, 4, 4),),
+                                          dynamic_shapes=({0: batch},)), path)
     _two_head_card().save(card_path_for(path))
     return path
 
@@ -77,7 +80,7 @@ def two_head(tmp_path_factory):
         lines.append(f"{sid},{sid}.png,{cat},{red},{blue}")
     (root / "manifest.csv").write_text("\n".join(lines) + "\n")
     build_from_manifest(root / "manifest.csv", name="colours", train_counts={"category": {"r": 100, "g": 100, "b": 10}})
-    return {"golden": root, "model": _save_two_head(d / "model.ts"), "blue": _save_two_head(d / "blue.ts", all_blue=True),
+    return {"golden": root, "model": _save_two_head(d / "model.pt2"), "blue": _save_two_head(d / "blue.pt2", all_blue=True),
             "cache": d / "cache"}
 
 

@@ -23,6 +23,17 @@ def test_prune_finetune_cli(resnet18_ckpt, tmp_path):
     assert rep["finetune"]["steps"] == 2 and rep["pruning"]["ignored_layers"] == ["fc"]
     loaded = load_checkpoint(out)
     assert loaded.card.heads[0].name == "class"
+    # issue 11: the pruned checkpoint names its parent and FP32 reference, and says it was fine-tuned
+    from optim.files import sha256_file
+
+    root = {"path": str(resnet18_ckpt.resolve()), "sha256": sha256_file(resnet18_ckpt)}
+    assert loaded.lineage == rep["lineage"] == {"kind": "pruned", "parent": root, "reference": root, "fine_tuned": True, "epochs": 1}
+    again = tmp_path / "pruned-again.pt"
+    r = CliRunner().invoke(cli, ["prune", str(out), "--ratio", "0.2", "--out", str(again), "--json"])
+    assert r.exit_code == 0, r.output
+    twice = load_checkpoint(again).lineage
+    assert twice["parent"] == {"path": str(out.resolve()), "sha256": loaded.sha256} and twice["reference"] == root
+    assert twice["fine_tuned"] is False and twice["epochs"] == 0
     assert loaded.model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     log = [json.loads(line) for line in open(rep["finetune"]["run_log"])]
     assert log[0]["event"] == "start" and log[0]["distill"] == {"alpha": 0.5, "temperature": 4.0}

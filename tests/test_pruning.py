@@ -17,6 +17,20 @@ from optim.optimize.pruning import find_head_layers, prune, save_pruned
 HW = 64
 
 
+def _lineage(tmp_path, model, card) -> dict:
+    """The lineage of a model pruned from ``model``: its FP32 state_dict saved as the parent
+    (issue 11: save_pruned requires a lineage so the gate finds the FP32 reference)."""
+    import torch
+
+    from optim.checkpoint import make_lineage
+    from optim.model_card import card_path_for
+
+    parent = tmp_path / "parent-fp32.pt"
+    torch.save(model.state_dict(), parent)
+    card.save(card_path_for(parent))
+    return make_lineage(load_checkpoint(parent), fine_tuned=False, epochs=0)
+
+
 def _model(arch: str):
     torch.manual_seed(0)
     return torchvision.models.get_model(arch, num_classes=10, weights=None).eval()
@@ -38,7 +52,7 @@ def test_prune_ratio_shrinks_keeps_head_and_reloads(arch, tmp_path):
     with torch.no_grad():
         y = res.model(x)
     assert y.shape == (2, 10)
-    path = save_pruned(res.model, card, tmp_path / "pruned.pt")
+    path = save_pruned(res.model, card, tmp_path / "pruned.pt", lineage=_lineage(tmp_path, model, card))
     loaded = load_checkpoint(path)
     assert loaded.source_format == "pruned_state_dict"
     with torch.no_grad():
@@ -101,7 +115,7 @@ def test_bad_arguments():
 def test_pruned_checkpoint_is_weights_only_and_rejects_bad_spec(tmp_path):
     model = _model("resnet18")
     card = small_card(10, 32, "torchvision:resnet18")
-    path = save_pruned(prune(model, card, ratio=0.2).model, card, tmp_path / "p.pt")
+    path = save_pruned(prune(model, card, ratio=0.2).model, card, tmp_path / "p.pt", lineage=_lineage(tmp_path, model, card))
     obj = torch.load(path, weights_only=True)  # no code runs: plain tensors and ints
     assert obj["optim_pruned"] == 1 and obj["channel_spec"]["conv1"]["out_channels"] < 64
     fresh = torchvision.models.resnet18(num_classes=10)
@@ -123,7 +137,8 @@ def test_pruned_checkpoint_exports_fp32(fmt, tmp_path):
     except ToolError as e:
         pytest.skip(f"{fmt} exporter not in this build: {e}")
     card = small_card(10, 32, "torchvision:mobilenet_v2")
-    path = save_pruned(prune(_model("mobilenet_v2"), card, ratio=0.3).model, card, tmp_path / "p.pt")
+    model = _model("mobilenet_v2")
+    path = save_pruned(prune(model, card, ratio=0.3).model, card, tmp_path / "p.pt", lineage=_lineage(tmp_path, model, card))
     res = quantize(path, formats=fmt, scheme="fp32", out=tmp_path / "a")
     (r,) = res.results
     assert r.status == "ok", r.error

@@ -98,10 +98,14 @@ def command(checkpoint: str, ratio, target_macs, target_size_mb, importance: str
         model = ft.model
         report["finetune"] = {"steps": ft.steps, "final_loss": ft.final_loss, "run_log": str(ft.log_path), "seconds": round(ft.seconds, 1),
                               "resumed_from_step": ft.resumed_from_step, "warnings": ft.warnings, "config": cfg.to_dict()}
-    path = save_pruned(model, card, out, extra={"source_sha256": loaded.sha256, "pruning": result.to_dict(),
+    from optim.checkpoint import make_lineage
+
+    lineage = make_lineage(loaded, fine_tuned=bool(finetune), epochs=epochs if finetune else 0)
+    path = save_pruned(model, card, out, lineage=lineage, extra={"source_sha256": loaded.sha256, "pruning": result.to_dict(),
                                                 "finetune": report["finetune"] and {k: v for k, v in report["finetune"].items() if k != "warnings"}})
     after = model_stats(model, card.input.shape)
     report["out_sha256"] = sha256_file(path)
+    report["lineage"] = lineage
     if as_json:
         print_json(report)
         return

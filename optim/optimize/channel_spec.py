@@ -7,14 +7,18 @@ plain dict that ``torch.load(weights_only=True)`` reads without running any code
     {"optim_pruned": 1,
      "architecture": "torchvision:resnet18(num_classes=10)",   # informational
      "state_dict": {name: tensor, ...},                        # the pruned weights
-     "channel_spec": {module name: {"in_channels": 45, "out_channels": 90, "groups": 1}, ...}}
+     "channel_spec": {module name: {"in_channels": 45, "out_channels": 90, "groups": 1}, ...},
+     "lineage": {"kind": "pruned", "parent": {"path": ..., "sha256": ...},     # required: see
+                 "reference": {"path": ..., "sha256": ...},                   # optim.checkpoint.Lineage
+                 "fine_tuned": False, "epochs": 0}}
 
 ``channel_spec`` lists, for every module whose shape-defining attributes differ from the
 factory's, the new integer values (whitelisted per module type, see ``SPEC_ATTRS``). Loading =
 build the factory model (random weights), :func:`apply_channel_spec` (set the attributes and
 resize the module's parameters and buffers to the shapes stored in the state_dict), then a
 strict ``load_state_dict``. :func:`optim.load_checkpoint` does this when it sees the
-``optim_pruned`` key.
+``optim_pruned`` key, and refuses a pruned checkpoint whose ``lineage`` is missing or
+malformed (the gate needs it to find the FP32 reference).
 
 Chosen over a ``torch.export`` ``.pt2`` because the reloaded model stays an ordinary
 ``nn.Module`` that can be fine-tuned, pruned again, quantized with PT2E and exported to every

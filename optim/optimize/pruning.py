@@ -317,15 +317,23 @@ def architecture_ref(card: ModelCard) -> str:
     return f"{module}:{factory}(" + ", ".join(f"{k}={v!r}" for k, v in merged.items()) + ")"
 
 
-def save_pruned(model, card: ModelCard, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+def save_pruned(model, card: ModelCard, path: str | Path, *, lineage: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as a pruned checkpoint (state_dict + channel spec, see
     :mod:`optim.optimize.channel_spec`) and its card beside it (``<path>.optim.toml``), both
     atomically. ``extra`` (JSON-like: str/int/float/list/dict) is stored under ``"optim_info"``.
 
+    ``lineage`` names the parent checkpoint and the FP32 reference (build it with
+    :func:`optim.checkpoint.make_lineage`; shape in :class:`optim.checkpoint.Lineage`); it is
+    required so that the gate always compares a pruned model with its FP32 original.
+
     Returns the checkpoint path. Reload with :func:`optim.load_checkpoint`.
+
+    Raises:
+        InputError: a malformed lineage, or a card without ``architecture``.
     """
     import torch
 
+    from optim.checkpoint import validate_lineage
     from optim.files import atomic_write_bytes
     from optim.optimize.channel_spec import FORMAT_KEY, FORMAT_VERSION, channel_spec
 
@@ -335,6 +343,7 @@ def save_pruned(model, card: ModelCard, path: str | Path, *, extra: dict[str, An
         "architecture": architecture_ref(card),
         "state_dict": {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
         "channel_spec": channel_spec(model),
+        "lineage": validate_lineage(lineage, f"lineage for {path}"),
         "optim_info": extra or {},
     }
     buf = io.BytesIO()

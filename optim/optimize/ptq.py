@@ -315,7 +315,7 @@ def quantize(
         # batch dimension (e.g. a torch.export program). Feed it the card's N at a time.
         reference = TorchRuntime(loaded.model, card, threads=threads, max_batch=card.input.shape[0]).predict(check_batch)
     source = {"checkpoint": str(loaded.path), "sha256": loaded.sha256, "source_format": loaded.source_format,
-              "card": str(loaded.card_path) if loaded.card_path else None}
+              "card": str(loaded.card_path) if loaded.card_path else None, "lineage": loaded.lineage}
     result = QuantizeResult(checkpoint=loaded.path, out_dir=Path(out), calibration=calib_set.to_metadata() if calib_set else None)
     for s in schemes:
         for fmt in fmts:

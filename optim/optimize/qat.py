@@ -298,7 +298,7 @@ def quantize_qat(
     check_desc = f"{n_check} training images (seed {config.seed})"
     reference = TorchRuntime(loaded.model, card, threads=threads).predict(check_batch)
     source = {"checkpoint": str(loaded.path), "sha256": loaded.sha256, "source_format": loaded.source_format,
-              "card": str(loaded.card_path) if loaded.card_path else None}
+              "card": str(loaded.card_path) if loaded.card_path else None, "lineage": loaded.lineage}
     out_dir = Path(out)
     result = QatResult(checkpoint=loaded.path, out_dir=out_dir)
     by_backend = {b: [f for f in fs if f in fmts] for b, fs in BACKEND_FORMATS.items()}
