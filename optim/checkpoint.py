@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from optim.errors import InputError, UnsafeCheckpointError, describe_validation_error
+from optim.errors import InputError, ToolError, UnsafeCheckpointError, describe_validation_error
 from optim.files import sha256_file
 from optim.model_card import Head, InputSpec, ModelCard, card_path_for
 
@@ -702,12 +702,17 @@ def check_card_fits(model, card: ModelCard, source: str) -> None:
 
     from optim.heads import outputs_by_head
 
+    shape = tuple(card.input.shape)
     try:
         with torch.inference_mode():
-            out = model(torch.zeros(tuple(card.input.shape)))
+            out = model(torch.zeros(shape))
+    except MemoryError as e:
+        raise ToolError(f"{source}: out of memory running the model on its card's input shape "
+                        f"{'×'.join(map(str, shape))}") from e
     except Exception as e:
-        raise InputError(f"{source}: the model does not accept the card's input shape {list(card.input.shape)} "
-                         f"({type(e).__name__}: {_why(e)}); fix [input] shape in the card") from None
+        raise InputError(f"{source}: the model does not accept the card's input shape {'×'.join(map(str, shape))} "
+                         f"({type(e).__name__}: {_why(e)}); fix `input.shape` in the card to the N×C×H×W the model "
+                         "was trained or exported with (or, without a card, pass --input-shape N×C×H×W)") from None
     try:
         outputs_by_head(out, card)
     except InputError as e:

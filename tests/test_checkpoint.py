@@ -424,7 +424,7 @@ def test_card_with_wrong_label_count_or_shape_is_an_input_error(tmp_path, ref_mo
         load_checkpoint(path, card=bad_card, arch="torchvision:resnet18(num_classes=10)")
     pt2 = tmp_path / "fixed.pt2"
     torch.export.save(torch.export.export(ref_model, (X,)), pt2)
-    with pytest.raises(InputError, match=r"does not accept the card's input shape \[1, 3, 64, 48\]"):
+    with pytest.raises(InputError, match=r"does not accept the card's input shape 1×3×64×48"):
         load_checkpoint(pt2, card=ModelCard.from_dict(small_card().to_dict() | {"input": {"shape": [1, 3, 64, 48]}}))
 
 

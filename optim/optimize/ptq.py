@@ -149,31 +149,6 @@ def _error_summary(exc: BaseException) -> str:
     return text.replace("Traceback", "trace")
 
 
-def check_card_input_shape(model, card, card_path: Path | None) -> None:
-    """Run ``model`` once on zeros of the card's ``input.shape`` (float32 N×C×H×W).
-
-    This is the export guard's question asked up front: a model (a ``torch.export`` program
-    with static shapes, TorchScript with a fixed Linear after flatten, a network with a different
-    input size) that rejects the shape its card declares cannot be exported or checked with that
-    card. Raises :class:`InputError` (exit 2) naming the card's shape and saying to fix
-    ``input.shape`` in the card; out-of-memory stays a :class:`ToolError` (exit 3).
-    """
-    import torch
-
-    shape = tuple(card.input.shape)
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(shape, dtype=torch.float32))
-    except MemoryError as e:
-        raise ToolError(f"out of memory running the model on its card's input shape {'×'.join(map(str, shape))}") from e
-    except (RuntimeError, ValueError, AssertionError, IndexError, TypeError) as e:
-        where = f"the model card {card_path}" if card_path else "the inferred card (--input-shape)"
-        raise InputError(
-            f"the model does not accept the input shape {'×'.join(map(str, shape))} declared by {where} "
-            f"({_error_summary(e)}); fix `input.shape` in the card to the N×C×H×W the model was trained or exported "
-            "with (or, without a card, pass --input-shape N×C×H×W)") from None
-
-
 def export_one(
     model, card, fmt: str, scheme: str, out_dir: Path, *,
     calib: CalibrationSet | None, check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray],
@@ -289,7 +264,7 @@ def quantize(
     Raises:
         InputError: unknown format/scheme, bad checkpoint, missing or empty calibration
             directory, ``int8`` without ``calib`` (optim never calibrates on random noise), or a
-            model that rejects its card's ``input.shape`` (see :func:`check_card_input_shape`).
+            model that rejects its card's ``input.shape`` (checked at load: :func:`optim.checkpoint.check_card_fits`).
     """
     from optim.checkpoint import load_checkpoint
     from optim.runtimes.base import TorchRuntime
@@ -305,13 +280,12 @@ def quantize(
         raise InputError(f"--calib-size must be ≥ 1, got {calib_size}")
     loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
     card = loaded.card
-    check_card_input_shape(loaded.model, card, loaded.card_path)
     calib_set = load_calibration_set(calib, card.preprocessing, calib_size) if calib is not None else None
     check_batch, check_desc = _check_inputs(card, calib_set)
     try:
         reference = TorchRuntime(loaded.model, card, threads=threads).predict(check_batch)
     except (RuntimeError, AssertionError):
-        # the model accepts its card's shape (checked above) but not a larger batch: a static
+        # the model accepts its card's shape (checked at load) but not a larger batch: a static
         # batch dimension (e.g. a torch.export program). Feed it the card's N at a time.
         reference = TorchRuntime(loaded.model, card, threads=threads, max_batch=card.input.shape[0]).predict(check_batch)
     source = {"checkpoint": str(loaded.path), "sha256": loaded.sha256, "source_format": loaded.source_format,
