@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from optim.errors import InputError, ToolError, UnsafeCheckpointError, describe_validation_error
 from optim.files import sha256_file
-from optim.model_card import Head, InputSpec, ModelCard, card_path_for
+from optim.model_card import Head, InputSpec, ModelCard, Preprocessing, card_path_for
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -675,21 +675,69 @@ def set_eval_mode(model) -> Any:
     return model
 
 
-def infer_card(model, input_shape: tuple[int, int, int, int] = (1, 3, 224, 224), architecture: str | None = None) -> ModelCard:
+DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+"""Input tried for a cardless model whose graph does not fix its input (ImageNet's 224×224)."""
+
+
+def graph_input_shape(model) -> tuple[int, int, int, int] | None:
+    """The N×C×H×W input a ``torch.export`` graph module was traced with (a symbolic batch
+    dimension becomes 1), or None for a model that does not record it (an ``nn.Module``)."""
+    graph = getattr(model, "graph", None)
+    if graph is None:
+        return None
+    try:
+        for node in graph.nodes:
+            if node.op != "placeholder":
+                continue
+            shape = getattr(node.meta.get("val"), "shape", None)
+            if shape is None or len(shape) != 4:
+                return None
+            dims = [d if isinstance(d, int) else None for d in shape]
+            if any(d is None for d in dims[1:]):
+                return None  # dynamic height/width: nothing fixed to resize to
+            return (dims[0] or 1, dims[1], dims[2], dims[3])
+    except Exception:  # an unusual graph: fall back to trying the default input
+        return None
+    return None
+
+
+def infer_card(model, input_shape: tuple[int, int, int, int] | None = None, architecture: str | None = None,
+               source: str = "the model") -> ModelCard:
     """A default card when none is given: one multiclass head named ``logits`` (or one per
-    output) with labels ``"0"…"K-1"``, ImageNet preprocessing, the given input shape."""
+    output) with labels ``"0"…"K-1"``, ImageNet mean/std, and the model's input shape.
+
+    The input shape is ``input_shape`` (``--input-shape``) if given, else the shape a
+    ``torch.export`` program was traced with, else :data:`DEFAULT_INPUT_SHAPE`. The card's
+    preprocessing resizes every image to that H×W, so calibration, evaluation and benchmarks
+    feed the model what it takes.
+
+    Raises :class:`InputError` naming ``source`` when the model rejects that input (one forward
+    pass on zeros): the message says to pass ``--input-shape`` or write a card."""
     import torch
 
-    with torch.inference_mode():
-        out = model(torch.zeros(input_shape))
+    given = input_shape is not None
+    shape = tuple(input_shape) if given else (graph_input_shape(model) or DEFAULT_INPUT_SHAPE)
+    try:
+        with torch.inference_mode():
+            out = model(torch.zeros(shape))
+    except Exception as e:
+        how = ("the --input-shape given" if given else
+               "the shape its graph records" if graph_input_shape(model) else "the default input, as it cannot be inferred")
+        raise InputError(f"{source} has no model card and does not accept {'×'.join(map(str, shape))} ({how}; "
+                         f"{type(e).__name__}: {_why(e)}); pass --input-shape N×C×H×W (e.g. 1x3x32x32) with the size it was "
+                         "trained at, or write a model card <checkpoint>.optim.toml with [input] shape and [preprocessing] resize") from None
     if isinstance(out, dict):
         items = list(out.items())
     elif isinstance(out, (tuple, list)):
         items = [(f"head{i}", o) for i, o in enumerate(out)]
     else:
         items = [("logits", out)]
-    heads = [Head(name=n, kind="multiclass", labels=tuple(str(i) for i in range(o.shape[-1]))) for n, o in items]
-    return ModelCard(name="model", architecture=architecture, input=InputSpec(shape=input_shape), heads=tuple(heads))
+    bad = [n for n, o in items if len(getattr(o, "shape", ())) != 2]
+    if bad:
+        raise InputError(f"{source} has no model card and its output(s) {bad} are not N×K logits; write a model card with its heads")
+    heads = [Head(name=str(n), kind="multiclass", labels=tuple(str(i) for i in range(o.shape[-1]))) for n, o in items]
+    return ModelCard(name="model", architecture=architecture, input=InputSpec(shape=shape),
+                     preprocessing=Preprocessing(resize=(shape[2], shape[3])), heads=tuple(heads))
 
 
 def check_card_fits(model, card: ModelCard, source: str) -> None:
@@ -739,7 +787,9 @@ def load_checkpoint(
             card is checked against one forward pass (:func:`check_card_fits`).
         trust_pickle: allow formats that can run code from the file (pickled modules,
             TorchScript, ``.pt2`` members that need full unpickling). Off by default.
-        input_shape: N×C×H×W used only when the card is inferred (default 1×3×224×224).
+        input_shape: N×C×H×W used only when the card is inferred (default: the shape a
+            ``torch.export`` program records, else 1×3×224×224); the inferred card resizes
+            images to its H×W.
         allow_modules: modules (with their submodules) an architecture reference may import
             besides the torchvision/timm registries; added to the card's ``allowed_modules``
             (see :func:`build_architecture`).
@@ -780,7 +830,7 @@ def load_checkpoint(
                          "a model cannot be its own FP32 reference")
     model = set_eval_mode(model)
     if card is None:
-        card = infer_card(model, input_shape or (1, 3, 224, 224), architecture=arch)
+        card = infer_card(model, input_shape, architecture=arch, source=f"checkpoint {path}")
     else:
         check_card_fits(model, card, f"checkpoint {path} with model card {card_path or card.name}")
     return LoadedModel(model=model, card=card, path=path, sha256=sha256, source_format=source_format,

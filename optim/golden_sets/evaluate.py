@@ -50,7 +50,7 @@ from optim.golden_sets.metrics import thresholds_for
 from optim.golden_sets.report import EvalReport
 from optim.golden_sets.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
 from optim.golden_sets.tail import DEFAULT_TAIL_MAX_COUNT, split_head_tail
-from optim.model_card import ModelCard
+from optim.model_card import ModelCard, describe_head_differences
 
 PREPROCESS_CACHE_VERSION = 2
 CACHE_SAMPLE_ROWS = 16
@@ -141,11 +141,10 @@ def match_labels(gs: GoldenSet, card: ModelCard) -> tuple[dict[str, MatchedLabel
 
 def check_same_heads(target: ModelCard, reference: ModelCard) -> None:
     """Raise :class:`InputError` unless both cards have the same heads, kinds and labels in order."""
-    a = [(h.name, h.kind, h.labels) for h in target.heads]
-    b = [(h.name, h.kind, h.labels) for h in reference.heads]
-    if a != b:
-        raise InputError(f"target and reference model cards differ in their heads: target {[(n, k, len(l)) for n, k, l in a]}, "
-                         f"reference {[(n, k, len(l)) for n, k, l in b]}; compare an artifact with the FP32 checkpoint it was made from")
+    diffs = describe_head_differences(target, reference)
+    if diffs:
+        raise InputError(f"target and reference model cards differ in their heads: {'; '.join(diffs)}; "
+                         "compare an artifact with the FP32 checkpoint it was made from")
 
 
 # ---- preprocessing cache ------------------------------------------------------------------

@@ -91,15 +91,28 @@ def select_subset(n_available: int, size: int, seed: int = DEFAULT_SEED) -> list
     return sorted(int(i) for i in rng.choice(n_available, size=size, replace=False))
 
 
-def load_calibration_set(root: str | Path, prep: Preprocessing, size: int = DEFAULT_CALIB_SIZE, seed: int = DEFAULT_SEED) -> CalibrationSet:
-    """Find images under ``root``, draw ``size`` of them (seeded) and preprocess them per ``prep``.
+def load_calibration_set(root: str | Path, prep: Preprocessing, size: int = DEFAULT_CALIB_SIZE, seed: int = DEFAULT_SEED,
+                         input_shape: tuple[int, ...] | None = None) -> CalibrationSet:
+    """Find images under ``root``, draw ``size`` of them (seeded) and preprocess them per ``prep``
+    (a card inferred for a cardless model resizes to its input, see
+    :func:`optim.checkpoint.infer_card`).
 
-    Raises :class:`InputError` for a missing/empty directory, a bad size or an unreadable image
-    (the message names the file).
+    ``input_shape``: the model card's N×C×H×W; when given, the preprocessed images must be
+    C×H×W of it.
+
+    Raises :class:`InputError` for a missing/empty directory, a bad size, an unreadable image
+    (the message names the file) or images that preprocess to another size than ``input_shape``
+    (the message names the first image and says how to fix the card).
     """
     paths = find_images(root)
     chosen = [paths[i] for i in select_subset(len(paths), size, seed)]
-    return CalibrationSet(batch=load_images(chosen, prep), paths=chosen, root=Path(root), available=len(paths), seed=seed)
+    batch = load_images(chosen, prep)
+    if input_shape is not None and tuple(batch.shape[1:]) != tuple(input_shape[1:]):
+        got, want = "×".join(map(str, batch.shape[1:])), "×".join(map(str, input_shape[1:]))
+        raise InputError(f"calibration images in {root} (e.g. {chosen[0]}) preprocess to {got}, but the model takes {want}: "
+                         f"set [preprocessing] resize = [{input_shape[2]}, {input_shape[3]}] (or resize + center_crop) in the "
+                         "model card; for a model without a card pass --input-shape with the size it was trained at")
+    return CalibrationSet(batch=batch, paths=chosen, root=Path(root), available=len(paths), seed=seed)
 
 
 PT2E_CALIB_BATCH = 32

@@ -280,7 +280,7 @@ def quantize(
         raise InputError(f"--calib-size must be ≥ 1, got {calib_size}")
     loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
     card = loaded.card
-    calib_set = load_calibration_set(calib, card.preprocessing, calib_size) if calib is not None else None
+    calib_set = load_calibration_set(calib, card.preprocessing, calib_size, input_shape=card.input.shape) if calib is not None else None
     check_batch, check_desc = _check_inputs(card, calib_set)
     try:
         reference = TorchRuntime(loaded.model, card, threads=threads).predict(check_batch)
