@@ -12,9 +12,15 @@ interval. Accuracy drops are reported in percentage points, positive = worse tha
 Fail closed: a missing measurement, a null metric, an unverified golden set or a required
 device that was not measured never passes; the check says why.
 
+Budgets versus FP32 (ids): ``top1_drop[h]``, ``top{k}_drop[h]`` (every k of
+``max_topk_drop_pts``), ``tail_top1_drop[h]``, ``class_drop[h]``, ``top1_agreement[h]``
+(multiclass heads); ``multilabel_macro_f1_drop[h]``, ``tag_f1_drop[h]`` (worst single tag, on
+its interval, like ``class_drop``) and ``tail_tag_macro_f1_drop[h]`` (multi-label heads).
+
 Besides the budgets versus FP32, two kinds of check need no reference at all: the policy's
 pins (``golden_pin``, ``reference_pin``: the digests this run used must be the pinned ones)
-and its absolute floors (``min_top1[head]``, ``min_tail_top1[head]``, ``min_macro_f1[head]``:
+and its absolute floors (``min_top1[head]``, ``min_tail_top1[head]``, ``min_macro_f1[head]``,
+``min_tail_tag_macro_f1[head]``:
 the artifact's own metric must reach the floor), so a wrong or weak reference cannot make a
 bad model pass.
 """
@@ -125,18 +131,51 @@ def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, 
     if not rows:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
                      "per-class deltas missing from the evaluation report")
+    return _worst_row_check(id, rows, threshold_pts, min_support, "class", "golden images")
+
+
+def tag_f1_drop_check(head: str, delta_block: dict | None, threshold_pts: float, min_support: int) -> Check:
+    """The single-tag check of a multi-label head: the class rule (:func:`class_drop_check`)
+    on each tag's F1 delta (``delta["per_tag"][i]["f1"]``, fractions with a 95 % paired
+    bootstrap interval). A tag with at least ``min_support`` known positive golden labels
+    (``support``) fails iff ``ci_high < −threshold_pts/100``; tags with fewer are listed as
+    low support and cannot fail alone. Fails closed on a missing delta, missing per-tag rows,
+    or an eligible tag whose F1 delta or interval is null.
+    """
+    id = f"tag_f1_drop[{head}]"
+    if delta_block is None:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
+                     "no delta versus FP32: the reference was not evaluated (pass --reference)")
+    tags = delta_block.get("per_tag")
+    if not tags or not isinstance(tags, list):
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
+                     "per-tag F1 deltas missing from the evaluation report")
+    rows = []
+    for t in tags:
+        f1 = (t.get("f1") if isinstance(t, dict) else None) or {}
+        rows.append({"label": t.get("label") if isinstance(t, dict) else None,
+                     "support": t.get("support") if isinstance(t, dict) else None,
+                     "value": f1.get("value"), "ci_low": f1.get("ci_low"), "ci_high": f1.get("ci_high")})
+    return _worst_row_check(id, rows, threshold_pts, min_support, "tag", "known positive labels", metric="F1")
+
+
+def _worst_row_check(id: str, rows: list[dict], threshold_pts: float, min_support: int, noun: str, support_of: str,
+                     metric: str = "top-1") -> Check:
+    """Shared rule of the per-class and per-tag checks on rows ``{label, support, value,
+    ci_low, ci_high}`` (fractions): see :func:`class_drop_check`."""
     failing, inconclusive, low_support, uncomputable = [], [], [], []
     worst: tuple[float, dict] | None = None
     for r in rows:
-        label, support = str(r.get("label")), r.get("support") or 0
+        label, support = str(r.get("label")), r.get("support")
+        support = support if _finite(support) else 0
         value, lo, hi = r.get("value"), r.get("ci_low"), r.get("ci_high")
         if support < min_support:
-            if value is not None and -100.0 * value > threshold_pts:
+            if _finite(value) and -100.0 * value > threshold_pts:
                 low_support.append({"label": label, "support": support, "drop_pts": -100.0 * value})
             elif value is None:
                 low_support.append({"label": label, "support": support, "drop_pts": None})
             continue
-        if value is None or hi is None or lo is None:
+        if not (_finite(value) and _finite(hi) and _finite(lo)):
             uncomputable.append(label)
             continue
         established = -100.0 * hi  # the smallest drop consistent with the data at 95 %
@@ -149,24 +188,47 @@ def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, 
             inconclusive.append({"label": label, "support": support, "drop_pts": -100.0 * value,
                                  "interval_pts": [-100.0 * hi, -100.0 * lo]})
     details = {"min_support": min_support, "failing": failing, "inconclusive": inconclusive,
-               "low_support": low_support, "uncomputable": uncomputable,
+               "low_support": low_support, "uncomputable": uncomputable, "metric": metric,
                "rule": "fail iff support >= min_support and upper end of the 95 % CI of the delta < -threshold"}
     if uncomputable:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
-                     f"per-class delta not computable for {uncomputable}", details)
+                     f"per-{noun} {metric} delta not computable for {uncomputable}", details)
     if worst is None:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
-                     f"no class has at least {min_support} golden images: the class check cannot decide", details)
+                     f"no {noun} has at least {min_support} {support_of}: the {noun} check cannot decide", details)
     established, r = worst
-    details["worst_class"] = str(r.get("label"))
+    details[f"worst_{noun}"] = str(r.get("label"))
     interval = [-100.0 * r["ci_high"], -100.0 * r["ci_low"]]
     c = _budget_check(id, "accuracy", "pts", established, threshold_pts, interval=interval, details=details)
-    c.reason = (f"worst class {r.get('label')} (n={r.get('support')}): drop {_pts(-100.0 * r['value'])} pts, "
+    c.reason = (f"worst {noun} {r.get('label')} (n={r.get('support')}): {metric} drop {_pts(-100.0 * r['value'])} pts, "
                 f"95 % CI of the drop [{_pts(interval[0])}, {_pts(interval[1])}]")
     if failing:
-        c.reason = "significant drop beyond budget in class(es) " + ", ".join(
+        c.reason = f"significant {metric} drop beyond budget in {noun}(s) " + ", ".join(
             f"{f['label']} ({_pts(f['drop_pts'])} pts, 95 % CI [{_pts(f['interval_pts'][0])}, {_pts(f['interval_pts'][1])}])"
             for f in failing)
+    return c
+
+
+def topk_drop_check(head: str, h: dict[str, Any], k: int, threshold_pts: float, decide_on: str) -> Check:
+    """Top-k accuracy drop of one multiclass head (``delta["top{k}"]``), like the top-1 check.
+
+    Fails closed when the report lacks ``top{k}`` (the evaluation was not asked for that k).
+    ``details``: ``k`` and ``num_classes``; when k ≥ the number of classes, top-k is 1.0 for
+    target and reference alike, so the budget cannot fail: the check passes and says so.
+    """
+    id = f"top{k}_drop[{head}]"
+    delta = h.get("delta")
+    if delta is not None and f"top{k}" not in delta:
+        return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
+                     f"the evaluation report has no top-{k} delta (it was not asked to compute top-{k}; "
+                     f"optim verify passes the policy's ks to the evaluation)", {"k": k})
+    c = _drop_check(id, delta, f"top{k}", threshold_pts, decide_on, f"top-{k}")
+    n_classes = len(h.get("per_class") or [])
+    c.details.update({"k": k, "num_classes": n_classes or None})
+    if n_classes and k >= n_classes:
+        c.details["clipped_to"] = n_classes
+        if c.status == PASS:
+            c.reason = f"head {head!r} has {n_classes} classes ≤ k = {k}: top-{k} is always 1.0, this budget cannot fail"
     return c
 
 
@@ -185,13 +247,15 @@ def accuracy_checks(budget: ResolvedBudget, eval_report: dict[str, Any]) -> list
     multiclass = {h: v for h, v in heads.items() if v.get("kind") == "multiclass"}
     multilabel = {h: v for h, v in heads.items() if v.get("kind") == "multilabel"}
     mc_budgets = [budget.max_top1_drop_pts, budget.max_tail_top1_drop_pts, budget.max_class_drop_pts,
-                  budget.min_top1_agreement]
+                  budget.min_top1_agreement, *budget.max_topk_drop_pts.values()]
     if any(x is not None for x in mc_budgets) and not multiclass:
         checks.append(Check("multiclass_head", "accuracy", SKIPPED, "", reason="the policy sets multiclass budgets but the model has no multiclass head"))
     for head, h in multiclass.items():
         delta = h.get("delta")
         if budget.max_top1_drop_pts is not None:
             checks.append(_drop_check(f"top1_drop[{head}]", delta, "top1", budget.max_top1_drop_pts, budget.decide_on, "top-1"))
+        for k, thr in sorted(budget.max_topk_drop_pts.items()):
+            checks.append(topk_drop_check(head, h, k, thr, budget.decide_on))
         if budget.max_tail_top1_drop_pts is not None:
             c = _drop_check(f"tail_top1_drop[{head}]", delta, "tail_top1", budget.max_tail_top1_drop_pts, budget.decide_on, "tail-class top-1")
             c.details["tail_classes"] = list(h.get("tail_classes") or [])
@@ -213,12 +277,32 @@ def accuracy_checks(budget: ResolvedBudget, eval_report: dict[str, Any]) -> list
         for head, h in multilabel.items():
             checks.append(_drop_check(f"multilabel_macro_f1_drop[{head}]", h.get("delta"), "macro_f1",
                                       budget.max_multilabel_macro_f1_drop_pts, budget.decide_on, "multi-label macro-F1"))
+    if budget.max_tag_f1_drop_pts is not None:
+        if not multilabel:
+            checks.append(Check("tag_f1_drop", "accuracy", SKIPPED, "pts",
+                                reason="the policy sets a per-tag budget but the model has no multi-label head"))
+        for head, h in multilabel.items():
+            checks.append(tag_f1_drop_check(head, h.get("delta"), budget.max_tag_f1_drop_pts, budget.min_class_support))
+    if budget.max_tail_tag_macro_f1_drop_pts is not None:
+        if not multilabel:
+            checks.append(Check("tail_tag_macro_f1_drop", "accuracy", SKIPPED, "pts",
+                                reason="the policy sets a tail-tag budget but the model has no multi-label head"))
+        for head, h in multilabel.items():
+            delta = h.get("delta")
+            c = _drop_check(f"tail_tag_macro_f1_drop[{head}]", delta, "tail_macro_f1",
+                            budget.max_tail_tag_macro_f1_drop_pts, budget.decide_on, "tail-tag macro-F1")
+            c.details["tail_tags"] = list(h.get("tail_classes") or [])
+            c.details["tail_max_count"] = budget.tail_max_count
+            if c.measured is None and delta is not None and not h.get("tail_classes"):
+                c.reason = (f"no tail tags in this golden set (no tag below tail_max_count = {budget.tail_max_count} training "
+                            "positives, or no training counts for this head): tail-tag macro-F1 cannot be judged")
+            checks.append(c)
     checks += floor_checks(budget, heads)
     return checks
 
 #: floor key → (metric in ``heads[h].metrics``, words for messages)
 FLOOR_METRICS = {"min_top1": ("top1", "top-1"), "min_tail_top1": ("tail_top1", "tail-class top-1"),
-                 "min_macro_f1": ("macro_f1", "macro-F1")}
+                 "min_macro_f1": ("macro_f1", "macro-F1"), "min_tail_tag_macro_f1": ("tail_macro_f1", "tail-tag macro-F1")}
 
 
 def _finite(x: Any) -> bool:
@@ -271,8 +355,9 @@ def floor_checks(budget: ResolvedBudget, heads: dict[str, Any]) -> list[Check]:
                 continue
             value = (h.get("metrics") or {}).get(metric)
             if not _finite(value):
-                why = (f"no tail classes in this golden set, so {what} of head {head!r} cannot be computed"
-                       if metric == "tail_top1" and not h.get("tail_classes") else
+                why = (f"no tail {'tags' if metric == 'tail_macro_f1' else 'classes'} in this golden set, so {what} of "
+                       f"head {head!r} cannot be computed"
+                       if metric in ("tail_top1", "tail_macro_f1") and not h.get("tail_classes") else
                        f"{what} of head {head!r} is {'missing' if value is None else repr(value)} in the evaluation report")
                 checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
                                     f"{why}: the floor cannot be checked", details))

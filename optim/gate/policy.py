@@ -13,18 +13,24 @@ Example (every key is optional; a typo is an error naming the key and the file):
     max_class_drop_pts = 10.0        # any single class, judged on its 95 % CI (see below)
     min_class_support = 20           # classes with fewer golden images cannot fail the class check alone
     max_multilabel_macro_f1_drop_pts = 2.0
+    max_top2_drop_pts = 1.0          # top-2 accuracy drop (short for max_topk_drop_pts = { 2 = 1.0 })
+    max_topk_drop_pts = { 5 = 0.5 }  # top-k drop per k (k ≥ 2, clipped to the head's classes)
+    max_tag_f1_drop_pts = 10.0       # any single multi-label tag's F1, judged on its 95 % CI
+    max_tail_tag_macro_f1_drop_pts = 3.0  # macro-F1 over tail tags (< tail_max_count training positives)
     min_top1_agreement = 0.97        # fraction of golden images where top-1 equals FP32's top-1
     tail_max_count = 50
     min_top1 = 0.90                  # absolute floors (fractions 0-1), no reference needed:
     min_tail_top1 = { digit = 0.6 }  # a number (every head of the right kind) or { HEAD = floor }
     min_macro_f1 = 0.85
+    min_tail_tag_macro_f1 = 0.5      # multi-label heads: macro-F1 over tail tags
 
     [targets."*-int8"]               # glob on the artifact name (its directory, e.g. onnx-int8),
     size_mb = 20                     # on "format-scheme" and on the format alone
     p95_ms = { host = 30, pixel6a = 25 }
 
 Sections under ``[targets]`` apply in file order on top of ``[defaults]``; a later section's
-keys override earlier ones (``p95_ms`` merges per device, the ``min_*`` floors per head).
+keys override earlier ones (``p95_ms`` merges per device, ``max_topk_drop_pts`` per k, the
+``min_*`` floors per head).
 Units: MB = 10^6 bytes; ms; accuracy drops in percentage points (1.0 = one point = 0.01 of
 top-1); agreement and floors are fractions (0.9 = 90 %).
 
@@ -43,8 +49,8 @@ written for. A run that used anything else fails the ``golden_pin`` / ``referenc
 (exit 1), so swapping in an easier golden set or a weaker reference cannot turn a FAIL into a
 PASS.
 
-**Absolute floors.** ``min_top1``, ``min_tail_top1`` (multiclass heads) and ``min_macro_f1``
-(multiclass and multi-label heads) compare the artifact's own metrics with a fixed floor. They
+**Absolute floors.** ``min_top1``, ``min_tail_top1`` (multiclass heads), ``min_macro_f1``
+(multiclass and multi-label heads) and ``min_tail_tag_macro_f1`` (multi-label heads) compare the artifact's own metrics with a fixed floor. They
 need no reference, so a bad or wrong reference cannot make a bad model pass. A bare number
 applies to every head of the right kind (it is short for ``{ "*" = number }``); a table names
 heads; a head's own entry wins over ``"*"``. A head named in a table that the model lacks, a
@@ -62,7 +68,25 @@ it is reported as *inconclusive* (listed, not failing). Classes with fewer than
 their own — with five images a single flipped prediction moves recall by 20 points; they still
 count in the tail-class and overall checks, which pool many images.
 
-Aggregate accuracy checks (overall, tail, multi-label macro-F1) decide on the point estimate
+**Top-k.** ``max_topk_drop_pts = { 2 = 1.0, 5 = 0.5 }`` budgets the drop of top-k accuracy
+(the true class among the k highest scores) per k, for every multiclass head;
+``max_top2_drop_pts = x`` is short for ``{ 2 = x }`` (setting both for k = 2 in one section is
+an error). A key must be an integer k ≥ 2 (top-1 has ``max_top1_drop_pts``), at most 8 ks.
+``optim verify`` has the evaluation compute every k the policy names; k is clipped to the
+head's number of classes K (top-k with k ≥ K is always 1.0, so such a budget cannot fail; the
+check says so).
+
+**How the single-tag check decides.** ``max_tag_f1_drop_pts`` is the per-class rule applied to
+each tag of every multi-label head: the evaluation gives each tag's F1 delta versus FP32 with a
+95 % paired bootstrap interval; a tag fails only if ``ci_high < -max_tag_f1_drop_pts/100`` and
+it has at least ``min_class_support`` known positive golden labels (fewer: listed as low
+support, never failing alone). This is what catches one tag collapsing while the macro
+average barely moves. ``max_tail_tag_macro_f1_drop_pts`` budgets the drop of macro-F1 over the
+*tail tags* (fewer than ``tail_max_count`` training positives, from the golden set's
+``train_counts.json``); no tail tag means the check fails (it cannot be judged).
+
+Aggregate accuracy checks (overall, tail, top-k, multi-label macro-F1 and tail-tag macro-F1)
+decide on the point estimate
 by default (``decide_on = "estimate"``); ``decide_on = "ci"`` is stricter: they then fail
 unless the whole interval lies within the budget (``ci_low >= -threshold``). Either way the
 report shows the interval.
@@ -77,7 +101,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, ValidationError, field_validator, model_validator
 
 from optim.errors import InputError, describe_validation_error
 from optim.files import parse_toml
@@ -93,7 +117,10 @@ FLOORS: dict[str, tuple[str, ...]] = {
     "min_top1": ("multiclass",),
     "min_tail_top1": ("multiclass",),
     "min_macro_f1": ("multiclass", "multilabel"),
+    "min_tail_tag_macro_f1": ("multilabel",),
 }
+#: at most this many ks in ``max_topk_drop_pts`` (after merging ``max_top2_drop_pts``)
+MAX_TOPK_BUDGETS = 8
 ALL_HEADS = "*"
 
 # TOML gives ints and floats; strict types refuse bools and strings ("20", true) that a lax
@@ -103,6 +130,7 @@ Num = Annotated[float, Strict()]
 Int = Annotated[int, Strict()]
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]
 Sha256 = Annotated[str, Strict(), Field(pattern=r"^[0-9a-f]{64}$")]
+Pts = Annotated[float, Strict(), Field(ge=0, le=100)]
 
 
 class _Strict(BaseModel):
@@ -131,12 +159,17 @@ class Budget(_Strict):
     max_class_drop_pts: Num | None = Field(default=None, ge=0, le=100)
     min_class_support: Int | None = Field(default=None, ge=1)
     max_multilabel_macro_f1_drop_pts: Num | None = Field(default=None, ge=0, le=100)
+    max_top2_drop_pts: Num | None = Field(default=None, ge=0, le=100)
+    max_topk_drop_pts: dict[StrictStr, Pts] | None = None
+    max_tag_f1_drop_pts: Num | None = Field(default=None, ge=0, le=100)
+    max_tail_tag_macro_f1_drop_pts: Num | None = Field(default=None, ge=0, le=100)
     min_top1_agreement: Num | None = Field(default=None, ge=0, le=1)
     decide_on: Literal["estimate", "ci"] | None = None
     tail_max_count: Int | None = Field(default=None, ge=1)
     min_top1: dict[StrictStr, Fraction] | None = None
     min_tail_top1: dict[StrictStr, Fraction] | None = None
     min_macro_f1: dict[StrictStr, Fraction] | None = None
+    min_tail_tag_macro_f1: dict[StrictStr, Fraction] | None = None
 
     @field_validator("p95_ms")
     @classmethod
@@ -146,10 +179,31 @@ class Budget(_Strict):
             raise ValueError(f"p95 budgets must be > 0 ms, got {bad}")
         return v
 
-    @field_validator("min_top1", "min_tail_top1", "min_macro_f1", mode="before")
+    @field_validator("min_top1", "min_tail_top1", "min_macro_f1", "min_tail_tag_macro_f1", mode="before")
     @classmethod
     def _floor(cls, v: Any) -> Any:
         return _floor_table(v)
+
+    @field_validator("max_topk_drop_pts")
+    @classmethod
+    def _topk_keys(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        bad = [k for k in v if not (k.isascii() and k.isdigit() and 2 <= int(k) <= 1_000_000)]
+        if bad:
+            one = " (top-1 has its own key, max_top1_drop_pts)" if any(k.strip() in ("1", "01") for k in bad) else ""
+            raise ValueError(f"keys must be integers k ≥ 2 (e.g. {{ 2 = 1.0, 5 = 0.5 }}), got {bad}{one}")
+        if len({int(k) for k in v}) != len(v):
+            raise ValueError(f"the same k is given twice ({sorted(v)})")
+        if len(v) > MAX_TOPK_BUDGETS:
+            raise ValueError(f"at most {MAX_TOPK_BUDGETS} ks, got {len(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _top2_once(self) -> "Budget":
+        if self.max_top2_drop_pts is not None and any(int(k) == 2 for k in (self.max_topk_drop_pts or {})):
+            raise ValueError("max_top2_drop_pts and max_topk_drop_pts.2 both budget the top-2 drop; keep one")
+        return self
 
     def devices(self) -> list[str]:
         """Every device this section names (``p95_ms`` keys and ``required_devices``)."""
@@ -170,19 +224,38 @@ class ResolvedBudget(_Strict):
     max_class_drop_pts: float | None = None
     min_class_support: int = 20
     max_multilabel_macro_f1_drop_pts: float | None = None
+    max_topk_drop_pts: dict[int, float] = Field(default_factory=dict)  # k (≥ 2) → max drop, pts
+    max_tag_f1_drop_pts: float | None = None
+    max_tail_tag_macro_f1_drop_pts: float | None = None
     min_top1_agreement: float | None = None
     decide_on: Literal["estimate", "ci"] = "estimate"
     tail_max_count: int = 50
     min_top1: dict[str, float] = Field(default_factory=dict)  # head (or "*") → floor, fraction
     min_tail_top1: dict[str, float] = Field(default_factory=dict)
     min_macro_f1: dict[str, float] = Field(default_factory=dict)
+    min_tail_tag_macro_f1: dict[str, float] = Field(default_factory=dict)
     golden_sha256: str | None = None
     reference_sha256: str | None = None
 
-    @field_validator("min_top1", "min_tail_top1", "min_macro_f1", mode="before")
+    @field_validator("min_top1", "min_tail_top1", "min_macro_f1", "min_tail_tag_macro_f1", mode="before")
     @classmethod
     def _floor(cls, v: Any) -> Any:
         return {} if v is None else _floor_table(v)
+
+    @field_validator("max_topk_drop_pts", mode="before")
+    @classmethod
+    def _int_keys(cls, v: Any) -> Any:
+        return {int(k): x for k, x in (v or {}).items()}
+
+    @property
+    def max_top2_drop_pts(self) -> float | None:
+        """The top-2 budget (``max_topk_drop_pts[2]``), None if not set."""
+        return self.max_topk_drop_pts.get(2)
+
+    @property
+    def topk_ks(self) -> tuple[int, ...]:
+        """The ks the policy budgets, sorted; ``optim verify`` has the evaluation compute them."""
+        return tuple(sorted(self.max_topk_drop_pts))
 
     @property
     def needs_reference(self) -> bool:
@@ -195,13 +268,15 @@ class ResolvedBudget(_Strict):
                 self.max_tail_top1_drop_pts,
                 self.max_class_drop_pts,
                 self.max_multilabel_macro_f1_drop_pts,
+                self.max_tag_f1_drop_pts,
+                self.max_tail_tag_macro_f1_drop_pts,
                 self.min_top1_agreement,
             )
-        )
+        ) or bool(self.max_topk_drop_pts)
 
     @property
     def has_floors(self) -> bool:
-        return bool(self.min_top1 or self.min_tail_top1 or self.min_macro_f1)
+        return any(getattr(self, k) for k in FLOORS)
 
     @property
     def has_checks(self) -> bool:
@@ -318,16 +393,23 @@ class Policy(_Strict):
     def resolve(self, names: list[str] | tuple[str, ...], artifact: str | None = None) -> ResolvedBudget:
         """Merge ``defaults`` with every ``targets`` section whose glob matches any of
         ``names`` (e.g. ``["onnx-int8", "onnx"]``), in file order. ``artifact`` labels the
-        result (defaults to ``names[0]``). ``p95_ms`` merges per device and the ``min_*``
-        floors per head; other keys: the last section that sets one wins. The policy's pins
-        are copied into the result."""
+        result (defaults to ``names[0]``). ``p95_ms`` merges per device, ``max_topk_drop_pts``
+        per k (``max_top2_drop_pts`` is its k = 2) and the ``min_*`` floors per head; other
+        keys: the last section that sets one wins. The policy's pins are copied into the
+        result. Raises :class:`InputError` if the merged top-k budgets name more than
+        :data:`MAX_TOPK_BUDGETS` ks."""
         merged: dict[str, Any] = {}
         sections = ["defaults"]
-        tables: dict[str, dict[str, float]] = {"p95_ms": {}, **{k: {} for k in FLOORS}}
+        tables: dict[str, dict[str, float]] = {"p95_ms": {}, "max_topk_drop_pts": {}, **{k: {} for k in FLOORS}}
 
         def apply(b: Budget) -> None:
             for k, v in b.model_dump(exclude_unset=True).items():
-                if k in tables:
+                if k == "max_top2_drop_pts":
+                    if v is not None:
+                        tables["max_topk_drop_pts"][2] = v
+                elif k == "max_topk_drop_pts":
+                    tables[k].update({int(kk): x for kk, x in (v or {}).items()})
+                elif k in tables:
                     tables[k].update(v or {})
                 elif v is not None:
                     merged[k] = v
@@ -337,6 +419,9 @@ class Policy(_Strict):
             if any(fnmatch.fnmatchcase(n, pattern) for n in names):
                 sections.append(pattern)
                 apply(budget)
+        if len(tables["max_topk_drop_pts"]) > MAX_TOPK_BUDGETS:
+            raise InputError(f"policy {self.source}: sections {sections} together budget {len(tables['max_topk_drop_pts'])} "
+                             f"top-k ks {sorted(tables['max_topk_drop_pts'])}; at most {MAX_TOPK_BUDGETS}")
         return ResolvedBudget(artifact=artifact or names[0], sections=tuple(sections), **tables, **merged,
                               golden_sha256=self.golden_sha256, reference_sha256=self.reference_sha256)
 

@@ -254,7 +254,8 @@ def verify(
         say(f"{p.name}: evaluating on {golden}")
         try:
             m["eval"] = evaluate_fn(str(p), str(golden), None if ref is None else str(ref),
-                                    tail_max_count=budget.tail_max_count, batch_size=batch_size, threads=threads)
+                                    tail_max_count=budget.tail_max_count, topk=budget.topk_ks, batch_size=batch_size,
+                                    threads=threads)
         except InputError as e:
             m["eval_error"], m["eval_error_kind"] = str(e), "input"
             input_errors.append(f"{p.name}: evaluation: {e}")

@@ -46,7 +46,7 @@ import numpy as np
 from optim.errors import InputError
 from optim.golden_sets.golden_set import GoldenSet, VerifyResult, decode_image, read_member
 from optim.golden_sets.head_report import multiclass_head_report, multilabel_head_report
-from optim.golden_sets.metrics import thresholds_for
+from optim.golden_sets.metrics import thresholds_for, topk_set
 from optim.golden_sets.report import EvalReport
 from optim.golden_sets.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
 from optim.golden_sets.tail import DEFAULT_TAIL_MAX_COUNT, split_head_tail
@@ -452,6 +452,7 @@ def evaluate(
     *,
     tail_max_count: int = DEFAULT_TAIL_MAX_COUNT,
     thresholds: Mapping[str, float] | None = None,
+    topk: Sequence[int] | None = None,
     batch_size: int = 32,
     threads: int | None = None,
     cache_dir: str | Path | None | bool = None,
@@ -469,8 +470,12 @@ def evaluate(
             :func:`optim.open_runtime`), or an already open :class:`~optim.runtimes.Runtime`.
         golden: golden set directory (or a loaded :class:`GoldenSet`).
         reference: the FP32 checkpoint (or artifact / Runtime) to compare with; None = no deltas.
-        tail_max_count: a class is tail when it had fewer than this many training images
-            (from the golden set's ``train_counts.json``).
+        tail_max_count: a class (or tag) is tail when it had fewer than this many training
+            images (positives, for a tag), from the golden set's ``train_counts.json``; tail
+            tags give the multi-label ``tail_macro_f1``.
+        topk: extra ks for the multiclass top-k accuracies (``top2`` and ``top5`` are always
+            reported; ``optim verify`` passes the ks its policy budgets). Each k ≥ 1 is
+            clipped to the head's number of classes.
         thresholds: multi-label probability thresholds, ``{"TAG": 0.3}`` or ``{"HEAD:TAG": 0.3}``
             (default 0.5 per tag).
         batch_size: images per ``Runtime.predict`` call.
@@ -489,10 +494,15 @@ def evaluate(
 
     Raises:
         InputError: bad golden set (row/column named), labels the card does not know, missing
-            or undecodable images, target/reference with different heads, bad thresholds.
+            or undecodable images, target/reference with different heads, bad thresholds, a
+            top-k that is not an integer ≥ 1.
         ToolError: a runtime failed.
     """
     t0 = time.perf_counter()
+    try:
+        ks = topk_set(topk)
+    except ValueError as e:
+        raise InputError(f"evaluate: {e}") from None
     gs = golden if isinstance(golden, GoldenSet) else GoldenSet.load(golden)
     verify = gs.verify(decode=False)  # images are decoded below, from bytes matching these digests
     warnings: list[str] = [] if verify.ok else [verify.describe()]
@@ -537,13 +547,14 @@ def evaluate(
     for head in card.heads:
         ml = matched[head.name]
         if ml.y is None:
-            heads[head.name] = _not_evaluated(head.kind, head.labels)
+            heads[head.name] = _not_evaluated(head.kind, head.labels, ks)
             continue
         split = split_head_tail(head.name, head.labels, counts_all.get(head.name), tail_max_count, explicit_all.get(head.name))
         warnings += list(split.warnings)
         ref = ref_logits[head.name] if ref_logits is not None else None
         if head.kind == "multiclass":
-            heads[head.name] = multiclass_head_report(head.labels, logits[head.name], ml.y, split, ref, resamples=resamples, seed=seed)
+            heads[head.name] = multiclass_head_report(head.labels, logits[head.name], ml.y, split, ref, resamples=resamples,
+                                                      seed=seed, ks=ks)
         else:
             over = {}
             for key, val in thresholds.items():
@@ -565,7 +576,7 @@ def evaluate(
         golden={"path": str(gs.root), "name": gs.name, "version": gs.version, "sha256": verify.actual_sha256,
                 "recorded_sha256": verify.recorded_sha256, "verified": verify.ok},
         n_samples=len(gs), heads=heads, warnings=warnings,
-        settings={"tail_max_count": tail_max_count, "thresholds": thresholds, "batch_size": batch_size, "threads": threads,
+        settings={"tail_max_count": tail_max_count, "topk": list(ks), "thresholds": thresholds, "batch_size": batch_size, "threads": threads,
                   "bootstrap": {"method": "paired percentile bootstrap over images", "resamples": resamples, "seed": seed,
                                 "confidence": CONFIDENCE},
                   "ece_bins": 15, "target_format": rt.format, "reference_format": ref_rt.format if ref_rt else None,
@@ -592,11 +603,11 @@ def _resolve_tail_heads(tail_classes: Mapping[str, Sequence[str]] | None, card: 
     return out
 
 
-def _not_evaluated(kind: str, labels) -> dict:
+def _not_evaluated(kind: str, labels, ks: Sequence[int] = (2, 5)) -> dict:
     if kind == "multiclass":
         return {"kind": kind, "n_used": 0, "n_missing_labels": None,
-                "metrics": {k: None for k in ("top1", "top2", "top5", "macro_f1", "ece", "head_top1", "tail_top1")},
+                "metrics": {k: None for k in ("top1", *(f"top{kk}" for kk in ks), "macro_f1", "ece", "head_top1", "tail_top1")},
                 "reference_metrics": None, "tail_classes": [], "tail_source": "none", "per_class": [], "delta": None,
                 "evaluated": False}
-    return {"kind": kind, "n_used": 0, "n_ignored": 0, "metrics": {"macro_f1": None, "head_macro_f1": None, "tail_macro_f1": None},
+    return {"kind": kind, "n_used": 0, "n_ignored": 0, "metrics": {"macro_f1": None, "head_macro_f1": None, "tail_macro_f1": None, "macro_ap": None},
             "reference_metrics": None, "tail_classes": [], "tail_source": "none", "per_tag": [], "delta": None, "evaluated": False}

@@ -15,13 +15,17 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 ECE_BINS = 15  # Guo et al., "On Calibration of Modern Neural Networks", ICML 2017 (M = 15 bins)
 DEFAULT_THRESHOLD = 0.5
 TOP_K = (2, 5)
+"""The top-k accuracies every multiclass head reports (besides top-1); a policy's
+``max_topk_drop_pts`` adds its own ks (:func:`topk_set`)."""
+MAX_TOP_KS = 16
+"""At most this many distinct ks per evaluation (a policy names a handful)."""
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -59,6 +63,25 @@ def topk_correct(scores: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     lower = np.arange(scores.shape[1])[None, :] < y[:, None]
     rank = (scores > true).sum(axis=1) + ((scores == true) & lower).sum(axis=1)
     return rank < k
+
+
+def topk_set(extra: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The ks to report: :data:`TOP_K` plus ``extra`` (e.g. the ks a policy budgets), sorted,
+    without 1 (top-1 is always reported on its own). The ks are kept as asked; each metric
+    clips its k to the head's number of classes K (top-k with k ≥ K is 1.0).
+
+    Raises ``ValueError`` for a k that is not an int ≥ 1 (bools refused) or for more than
+    :data:`MAX_TOP_KS` distinct ks.
+    """
+    ks = set(TOP_K)
+    for k in extra or ():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"top-k: k must be an integer ≥ 1, got {k!r}")
+        ks.add(int(k))
+    ks.discard(1)
+    if len(ks) > MAX_TOP_KS:
+        raise ValueError(f"top-k: at most {MAX_TOP_KS} distinct ks, got {len(ks)}")
+    return tuple(sorted(ks))
 
 
 def topk_accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float | None:
@@ -138,6 +161,8 @@ class MulticlassMetrics:
 
     ``head_top1``/``tail_top1`` are top-1 over the samples whose true class is a head/tail
     class (sample-weighted); None when there are no such samples or no tail definition.
+    ``topk`` maps every reported k (:func:`topk_set`, ≥ 2) to its top-k accuracy; ``top2`` and
+    ``top5`` are ``topk[2]`` and ``topk[5]``.
     """
 
     top1: float | None
@@ -153,19 +178,25 @@ class MulticlassMetrics:
     support: np.ndarray  # K int
     pred: np.ndarray  # N int, argmax
     correct: np.ndarray  # N bool, top-1
+    topk: dict[int, float | None] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float | None]:
-        return {"top1": self.top1, "top2": self.top2, "top5": self.top5, "macro_f1": self.macro_f1,
-                "ece": self.ece, "head_top1": self.head_top1, "tail_top1": self.tail_top1}
+        """``{"top1", "top2", "top5", "top{k}" for every other k, "macro_f1", "ece", "head_top1", "tail_top1"}``."""
+        out: dict[str, float | None] = {"top1": self.top1, "top2": self.top2, "top5": self.top5}
+        out.update({f"top{k}": v for k, v in sorted(self.topk.items())})
+        out.update({"macro_f1": self.macro_f1, "ece": self.ece, "head_top1": self.head_top1, "tail_top1": self.tail_top1})
+        return out
 
 
-def multiclass_metrics(logits: np.ndarray, y: np.ndarray, tail_mask: np.ndarray | None = None) -> MulticlassMetrics:
+def multiclass_metrics(logits: np.ndarray, y: np.ndarray, tail_mask: np.ndarray | None = None,
+                       ks: Sequence[int] | None = None) -> MulticlassMetrics:
     """All multiclass metrics of one head.
 
     Args:
         logits: N×K float scores (softmax is applied for ECE).
         y: N int true class indices in ``[0, K)`` (samples without a label already removed).
         tail_mask: K bool, True for tail classes; None when head/tail is undefined.
+        ks: extra top-k accuracies to compute (on top of :data:`TOP_K`; see :func:`topk_set`).
     """
     logits = np.asarray(logits)
     y = np.asarray(y, dtype=int)
@@ -183,15 +214,16 @@ def multiclass_metrics(logits: np.ndarray, y: np.ndarray, tail_mask: np.ndarray 
         is_tail_sample = tail_mask[y] if len(y) else np.zeros(0, dtype=bool)
         head_top1 = masked_accuracy(correct, ~is_tail_sample)
         tail_top1 = masked_accuracy(correct, is_tail_sample)
+    topk = {kk: topk_accuracy(logits, y, kk) for kk in topk_set(ks)}
     return MulticlassMetrics(
         top1=masked_accuracy(correct, np.ones(len(y), dtype=bool)),
-        top2=topk_accuracy(logits, y, TOP_K[0]),
-        top5=topk_accuracy(logits, y, TOP_K[1]),
+        top2=topk[2],
+        top5=topk[5],
         macro_f1=macro_f1(y, pred, k),
         ece=ece,
         head_top1=head_top1,
         tail_top1=tail_top1,
-        precision=p, recall=r, f1=f, support=s, pred=pred, correct=correct,
+        precision=p, recall=r, f1=f, support=s, pred=pred, correct=correct, topk=topk,
     )
 
 
@@ -211,9 +243,41 @@ def thresholds_for(labels: Sequence[str], overrides: dict[str, float] | None, de
     return out
 
 
+def average_precision(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-tag average precision (area under the precision-recall curve, scikit-learn's
+    ``average_precision_score``: ``AP = Σ_n (R_n − R_{n−1}) P_n`` over the distinct score
+    thresholds, no interpolation) → T floats, NaN for a tag with no known positive label.
+
+    Args:
+        scores: N×T float scores (logits or probabilities: only their order matters; pass
+            logits, probabilities near 1 may tie in float64).
+        y: N×T float, 1.0 / 0.0 / NaN (missing: that sample is left out for that tag only).
+
+    Unlike F1, AP needs no threshold: it says whether the tag's scores still rank the positives
+    first, whatever threshold is set later.
+    """
+    from sklearn.metrics import average_precision_score
+
+    scores = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(y, dtype=float)
+    out = np.full(y.shape[1], np.nan)
+    for j in range(y.shape[1]):
+        m = ~np.isnan(y[:, j])
+        yj = y[m, j]
+        if (yj == 1).any():
+            out[j] = average_precision_score(yj.astype(int), scores[m, j])
+    return out
+
+
 @dataclass
 class MultilabelMetrics:
-    """Metrics of one multi-label head. Per-tag arrays are T long, NaN where undefined."""
+    """Metrics of one multi-label head. Per-tag arrays are T long, NaN where undefined.
+
+    ``macro_f1`` averages the defined per-tag F1; ``head_macro_f1`` / ``tail_macro_f1`` do so
+    over head / tail tags (tail: fewer than ``tail_max_count`` training positives, see
+    :mod:`optim.golden_sets.tail`); ``ap`` is the per-tag average precision
+    (:func:`average_precision`) and ``macro_ap`` its mean over tags where it is defined.
+    """
 
     macro_f1: float | None
     head_macro_f1: float | None
@@ -227,9 +291,12 @@ class MultilabelMetrics:
     n_used: int  # samples with at least one known label
     n_ignored: int  # missing (sample, tag) labels, ignored
     pred: np.ndarray  # N×T bool
+    ap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # T, NaN where undefined
+    macro_ap: float | None = None
 
     def summary(self) -> dict[str, float | None]:
-        return {"macro_f1": self.macro_f1, "head_macro_f1": self.head_macro_f1, "tail_macro_f1": self.tail_macro_f1}
+        return {"macro_f1": self.macro_f1, "head_macro_f1": self.head_macro_f1, "tail_macro_f1": self.tail_macro_f1,
+                "macro_ap": self.macro_ap}
 
 
 def multilabel_metrics(logits: np.ndarray, y: np.ndarray, thresholds: np.ndarray, tail_mask: np.ndarray | None = None) -> MultilabelMetrics:
@@ -244,6 +311,7 @@ def multilabel_metrics(logits: np.ndarray, y: np.ndarray, thresholds: np.ndarray
 
     Macro-F1 averages per-tag F1 over tags whose F1 is defined (at least one known positive
     label or one positive prediction among the known labels); None if no tag qualifies.
+    Per-tag AP is computed on the logits (:func:`average_precision`).
     """
     from sklearn.metrics import precision_recall_fscore_support
 
@@ -265,6 +333,7 @@ def multilabel_metrics(logits: np.ndarray, y: np.ndarray, thresholds: np.ndarray
         return float(vals.mean()) if len(vals) else None
 
     all_tags = np.ones(t, dtype=bool)
+    ap = average_precision(logits, y)
     head_f1 = tail_f1 = None
     if tail_mask is not None:
         tail_mask = np.asarray(tail_mask, dtype=bool)
@@ -275,11 +344,12 @@ def multilabel_metrics(logits: np.ndarray, y: np.ndarray, thresholds: np.ndarray
         support=np.nansum(np.where(known, y, 0), axis=0).astype(int),
         n_known=known.sum(axis=0), n_missing=(~known).sum(axis=0),
         n_used=int(known.any(axis=1).sum()), n_ignored=int((~known).sum()), pred=pred,
+        ap=ap, macro_ap=float(np.mean(ap[np.isfinite(ap)])) if np.isfinite(ap).any() else None,
     )
 
 
 __all__ = [
-    "ECE_BINS", "DEFAULT_THRESHOLD", "TOP_K", "softmax", "sigmoid", "topk_correct", "topk_accuracy",
+    "ECE_BINS", "DEFAULT_THRESHOLD", "TOP_K", "MAX_TOP_KS", "topk_set", "average_precision", "softmax", "sigmoid", "topk_correct", "topk_accuracy",
     "per_class_prf", "macro_f1", "expected_calibration_error", "masked_accuracy", "MulticlassMetrics",
     "multiclass_metrics", "thresholds_for", "MultilabelMetrics", "multilabel_metrics", "_none_if_nan",
 ]

@@ -6,15 +6,23 @@ JSON schema (version 1) — the contract with the gate; fields may be added, nev
     {"schema_version": 1, "target": str, "reference": str|null,
      "golden": {"path", "name", "version", "sha256", "verified": bool, ...},
      "n_samples": int,
-     "heads": {HEAD: {"kind": "multiclass", "n_used", "metrics": {"top1", "top2", "top5", "macro_f1",
+     "heads": {HEAD: {"kind": "multiclass", "n_used", "metrics": {"top1", "top2", "top5", "top{k}"…, "macro_f1",
                       "ece", "head_top1", "tail_top1"}, "tail_classes", "per_class": [...],
-                      "delta": null | {"top1"|"top2"|"top5"|"head_top1"|"tail_top1"|"macro_f1": {"value", "ci_low", "ci_high"},
+                      "delta": null | {"top1"|"top2"|"top5"|"top{k}"|"head_top1"|"tail_top1"|"macro_f1": {"value", "ci_low", "ci_high"},
                                        "per_class": [...], "agreement", "mcnemar_p", "significant_drops"}},
-               HEAD2: {"kind": "multilabel", "n_used", "n_ignored", "metrics": {"macro_f1", ...},
-                       "per_tag": [...], "delta": null | {"macro_f1": {...}, "agreement"}}},
-     "warnings": [...], "settings": {...}, "timings_s": {...}}
+               HEAD2: {"kind": "multilabel", "n_used", "n_ignored",
+                       "metrics": {"macro_f1", "head_macro_f1", "tail_macro_f1", "macro_ap"},
+                       "per_tag": [{"label", "support", "precision", "recall", "f1", "ap", "threshold", ...}],
+                       "delta": null | {"macro_f1"|"head_macro_f1"|"tail_macro_f1"|"macro_ap": {...},
+                                        "per_tag": [{"label", "support", "n_known", "is_tail",
+                                                     "f1": {...}, "ap": {...}, "significant"}],
+                                        "significant_drops", "agreement"}}},
+     "warnings": [...], "settings": {"topk": [2, 5, …], "tail_max_count", ...}, "timings_s": {...}}
 
 Values are fractions; deltas are target − reference; a metric that cannot be computed is null.
+``top{k}`` is reported for k = 2, 5 and every k in ``settings.topk`` (k clipped to the head's
+number of classes); tail tags/classes are those with fewer than ``settings.tail_max_count``
+training images.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from optim.files import atomic_write_bytes, atomic_write_json
-from optim.golden_sets.metrics import TOP_K, sigmoid, softmax
+from optim.golden_sets.metrics import sigmoid, softmax
 
 SCHEMA_VERSION = 1
 EVAL_JSON = "eval.json"
@@ -87,11 +95,20 @@ class EvalReport:
                                  f"{_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | "
                                  f"{_interval(dr) if dr else '—'}{' **drop**' if dr and dr['significant'] else ''} |")
                 lines.append("")
+            if h.get("delta") and h["kind"] == "multilabel":
+                d = h["delta"]
+                lines += [f"Tag-set agreement with the reference: {_pct(d.get('agreement'))}; "
+                          f"tags whose F1 dropped significantly: {', '.join(d.get('significant_drops') or []) or 'none'}.", ""]
             if h["kind"] == "multilabel" and h["per_tag"]:
-                lines += ["| tag | tail | positives | known | missing | threshold | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|---|"]
+                deltas = {r["label"]: r for r in (h.get("delta") or {}).get("per_tag", [])}
+                lines += ["| tag | tail | positives | known | missing | threshold | precision | recall | F1 | AP "
+                          "| Δ F1 (pp) [95 % CI] | Δ AP (pp) [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
                 for r in h["per_tag"]:
+                    dr = deltas.get(r["label"])
                     lines.append(f"| {r['label']} | {'yes' if r['is_tail'] else ('no' if r['is_tail'] is not None else '?')} | {r['support']} | "
-                                 f"{r['n_known']} | {r['n_missing']} | {r['threshold']:g} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} |")
+                                 f"{r['n_known']} | {r['n_missing']} | {r['threshold']:g} | {_num(r['precision'])} | {_num(r['recall'])} | "
+                                 f"{_num(r['f1'])} | {_num(r.get('ap'))} | {_interval(dr['f1']) if dr else '—'}"
+                                 f"{' **drop**' if dr and dr['significant'] else ''} | {_interval(dr['ap']) if dr else '—'} |")
                 lines.append("")
         if self.warnings:
             lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
@@ -170,10 +187,12 @@ def summary_rows(head: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(metric, target, reference, delta) display rows of one head section."""
     met, ref, d = head["metrics"], head.get("reference_metrics") or {}, head.get("delta") or {}
     if head["kind"] == "multiclass":
-        names = ["top1", "top2", "top5", "macro_f1", "head_top1", "tail_top1", "ece"]
-        label = {"top1": "top-1", "top2": f"top-{TOP_K[0]}", "top5": f"top-{TOP_K[1]}", "macro_f1": "macro-F1",
+        ks = sorted(int(n[3:]) for n in met if n.startswith("top") and n[3:].isdigit() and n != "top1")
+        names = ["top1", *(f"top{k}" for k in ks), "macro_f1", "head_top1", "tail_top1", "ece"]
+        label = {"top1": "top-1", **{f"top{k}": f"top-{k}" for k in ks}, "macro_f1": "macro-F1",
                  "head_top1": "head-class top-1", "tail_top1": "tail-class top-1", "ece": "ECE (15 bins)"}
     else:
-        names = ["macro_f1", "head_macro_f1", "tail_macro_f1"]
-        label = {"macro_f1": "macro-F1", "head_macro_f1": "head-tag macro-F1", "tail_macro_f1": "tail-tag macro-F1"}
+        names = ["macro_f1", "head_macro_f1", "tail_macro_f1", "macro_ap"]
+        label = {"macro_f1": "macro-F1", "head_macro_f1": "head-tag macro-F1", "tail_macro_f1": "tail-tag macro-F1",
+                 "macro_ap": "macro-AP"}
     return [(label[n], _num(met.get(n)), _num(ref.get(n)) if ref else "—", _interval(d.get(n)) if d else "—") for n in names]

@@ -102,18 +102,60 @@ def weighted_macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray, num_classe
         return np.nanmean(f1, axis=1)
 
 
-def weighted_multilabel_macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Multi-label macro-F1 under weights → B; ``y`` N×T with NaN = missing (ignored),
-    ``pred`` N×T bool. Per-tag F1 = 2TP/(2TP+FP+FN), NaN when 0/0; mean over defined tags."""
+def weighted_multilabel_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per-tag F1 under weights → B×T; ``y`` N×T with NaN = missing (ignored), ``pred`` N×T
+    bool. F1 = 2TP/(2TP+FP+FN), NaN when 0/0 (the definition of
+    :func:`metrics.multilabel_metrics`)."""
+    y = np.asarray(y, dtype=float)
     known = ~np.isnan(y)
     yk = np.where(known, y, 0.0)
     p = np.asarray(pred, dtype=float) * known
     tp = w @ (yk * p)
     fp = w @ ((1 - yk) * p * known)
     fn = w @ (yk * (1 - p) * known)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def weighted_multilabel_macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Multi-label macro-F1 under weights → B; ``y`` N×T with NaN = missing (ignored),
+    ``pred`` N×T bool. Mean of :func:`weighted_multilabel_f1` over the tags where it is defined."""
+    f1 = weighted_multilabel_f1(w, y, pred)
     with _quiet_nanmean():
         return np.nanmean(f1, axis=1)
+
+
+def weighted_average_precision(w: np.ndarray, scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-tag average precision under weights → B×T (NaN where a resample holds no known
+    positive of the tag).
+
+    The same quantity as :func:`metrics.average_precision` (scikit-learn's
+    ``average_precision_score`` with ``sample_weight`` = the multiplicities): samples sorted by
+    score, descending, once per tag; at each distinct score the weighted cumulative TP and FP
+    give precision P and recall R; ``AP = Σ (R_i − R_{i−1}) P_i``. O(B·N) per tag, no re-sort
+    per resample. ``scores`` N×T float; ``y`` N×T float with NaN = missing (ignored).
+    """
+    w = np.asarray(w, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(y, dtype=float)
+    out = np.full((len(w), y.shape[1]), np.nan)
+    for j in range(y.shape[1]):
+        m = np.flatnonzero(~np.isnan(y[:, j]))
+        if len(m) == 0:
+            continue
+        order = m[np.argsort(-scores[m, j], kind="stable")]
+        s, yy = scores[order, j], y[order, j]
+        ends = np.append(np.flatnonzero(np.diff(s) != 0), len(s) - 1)  # last index of each distinct score
+        wj = w[:, order]
+        tp = np.cumsum(wj * yy, axis=1)[:, ends]
+        fp = np.cumsum(wj * (1 - yy), axis=1)[:, ends]
+        total = tp[:, -1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = tp / (tp + fp)
+            recall = tp / total
+        d_recall = np.diff(recall, axis=1, prepend=0.0)
+        ap = np.where(d_recall > 0, d_recall * np.nan_to_num(precision), 0.0).sum(axis=1)
+        out[:, j] = np.where(total[:, 0] > 0, ap, np.nan)
+    return out
 
 
 class _quiet_nanmean:

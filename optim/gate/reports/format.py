@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 CHECK_NAMES = {
@@ -14,6 +15,9 @@ CHECK_NAMES = {
     "class_drop": "worst class drop, lower 95 % bound",
     "top1_agreement": "top-1 agreement with FP32",
     "multilabel_macro_f1_drop": "multi-label macro-F1 drop",
+    "tag_f1_drop": "worst tag F1 drop, lower 95 % bound",
+    "tail_tag_macro_f1_drop": "tail-tag macro-F1 drop",
+    "min_tail_tag_macro_f1": "tail-tag macro-F1 floor",
     "multiclass_head": "multiclass budgets",
     "p95": "p95 latency",
 }
@@ -32,9 +36,10 @@ def reference_line(report: dict[str, Any]) -> str:
 
 
 def check_label(check_id: str) -> str:
-    """``top1_drop[digit]`` → ``top-1 drop [digit]``."""
+    """``top1_drop[digit]`` → ``top-1 drop [digit]``; ``top5_drop[digit]`` → ``top-5 drop [digit]``."""
     base, _, rest = check_id.partition("[")
-    name = CHECK_NAMES.get(base, base)
+    topk = re.fullmatch(r"top([0-9]+)_drop", base)
+    name = CHECK_NAMES.get(base) or (f"top-{topk.group(1)} drop" if topk else base)
     return f"{name} [{rest}" if rest else name
 
 
