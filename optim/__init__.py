@@ -9,6 +9,7 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :class:`optim.Artifact` — an exported artifact directory and its metadata;
 * :func:`optim.prune` / :func:`optim.save_pruned` — structured channel pruning, safe pruned checkpoints;
 * :func:`optim.finetune` — recovery fine-tuning with distillation and gradient health;
+* :func:`optim.distill` — a student of another architecture trained from a teacher, saved with its lineage;
 * :func:`optim.quantize_qat` — QAT (PT2E) distilled from the FP32 model, INT8 artifacts;
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
 * :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
@@ -46,6 +47,8 @@ _API = {
     "prune": "optim.optimize.pruning",
     "save_pruned": "optim.optimize.pruning",
     "finetune": "optim.optimize.finetune",
+    "distill": "optim.optimize.distill",
+    "DistillResult": "optim.optimize.distill",
     "FinetuneConfig": "optim.optimize.finetune",
     "DistillConfig": "optim.optimize.distillation",
     "distillation_loss": "optim.optimize.distillation",

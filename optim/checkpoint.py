@@ -263,17 +263,19 @@ class LineageFile(BaseModel):
 class Lineage(BaseModel):
     """Where a compressed checkpoint came from, so the gate compares it with the FP32 original.
 
-    Stored under ``"lineage"`` in a pruned checkpoint (see :mod:`optim.optimize.channel_spec`):
+    Stored under ``"lineage"`` in a pruned or distilled checkpoint (see
+    :mod:`optim.optimize.channel_spec` and :mod:`optim.optimize.distill`):
 
-    * ``kind``: ``"pruned"``;
-    * ``parent``: the checkpoint that was pruned (path, sha256 of its bytes);
+    * ``kind``: ``"pruned"`` (``optim prune``) or ``"distilled"`` (``optim distill``: a student
+      of another architecture trained from the parent, its teacher; always ``fine_tuned``);
+    * ``parent``: the checkpoint that was pruned, or the teacher (path, sha256 of its bytes);
     * ``reference``: the FP32 root — the parent's own ``reference`` if the parent has a
       lineage, else the parent itself;
     * ``fine_tuned``: whether recovery fine-tuning ran; ``epochs``: how many (0 if not).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    kind: Literal["pruned"]
+    kind: Literal["pruned", "distilled"]
     parent: LineageFile
     reference: LineageFile
     fine_tuned: bool
@@ -285,6 +287,8 @@ class Lineage(BaseModel):
             raise ValueError("fine_tuned is true but epochs is 0")
         if not self.fine_tuned and self.epochs != 0:
             raise ValueError(f"fine_tuned is false but epochs is {self.epochs}")
+        if self.kind == "distilled" and not self.fine_tuned:
+            raise ValueError("kind is distilled but fine_tuned is false (a distilled student is always trained)")
         return self
 
 
@@ -299,7 +303,7 @@ def validate_lineage(data: Any, source: str, own_sha256: str | None = None) -> d
     try:
         lin = Lineage.model_validate(data)
     except ValidationError as e:
-        raise InputError(f"{source}: malformed lineage: {describe_validation_error(e)}; re-run `optim prune`") from None
+        raise InputError(f"{source}: malformed lineage: {describe_validation_error(e)}; re-run `optim prune` (or `optim distill`)") from None
     if own_sha256 is not None and own_sha256 in (lin.parent.sha256, lin.reference.sha256):
         raise InputError(f"{source}: its lineage names the checkpoint itself as parent or reference; "
                          "a model cannot be its own FP32 reference")

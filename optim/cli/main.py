@@ -76,6 +76,7 @@ COMMAND_MODULES = (
     "publish_cmd",
     "keygen_cmd",
     "prune_cmd",
+    "distill_cmd",
 )
 
 

@@ -170,10 +170,12 @@ def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _fingerprint(config: FinetuneConfig, data: dict[str, Any], model) -> str:
+def _fingerprint(config: FinetuneConfig, data: dict[str, Any], model, run_key: dict[str, Any] | None = None) -> str:
     shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    blob = json.dumps({"config": config.to_dict(), "data": data.get("manifest_sha256"), "n": data.get("n_samples"), "shapes": shapes},
-                      sort_keys=True, default=str)
+    fields: dict[str, Any] = {"config": config.to_dict(), "data": data.get("manifest_sha256"), "n": data.get("n_samples"), "shapes": shapes}
+    if run_key is not None:  # absent key: the same fingerprint as before run_key existed (old run dirs still resume)
+        fields["run_key"] = run_key
+    blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -202,6 +204,7 @@ def finetune(
     on_warning: Callable[[str], None] | None = None,
     on_step: Callable[[int], None] | None = None,
     desc: str = "fine-tune",
+    run_key: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Train ``student`` on ``train`` with the distillation loss from ``teacher``.
 
@@ -215,9 +218,13 @@ def finetune(
         resume: continue from ``run_dir/train_state.pt`` when it exists and matches.
         on_warning: called with each gradient-health warning (default ``warnings.warn``).
         on_step: called with the step number after each completed optimizer step.
+        run_key: JSON-like facts that must also match for a resume (e.g. the teacher's
+            sha256 and the student architecture in ``optim distill``); None = config, data
+            and model shapes only.
 
     Raises:
-        InputError: ``run_dir`` holds a state from a different config, data or model.
+        InputError: ``run_dir`` holds a state from a different config, data, model or
+            ``run_key``, or a ``train_state.pt`` that is not a readable weights-only state.
         TrainingDiverged: NaN/inf loss or gradient norm (the run log names the layers).
     """
     import torch
@@ -229,7 +236,7 @@ def finetune(
     state_path = run_dir / STATE_FILE
     warn = on_warning or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3))
     data_info = describe(train)
-    fingerprint = _fingerprint(config, data_info, student)
+    fingerprint = _fingerprint(config, data_info, student, run_key)
     distill = config.distill if teacher is not None else None
     if teacher is not None:
         set_train_mode(teacher, False)  # its forward runs under no_grad; its parameters are left as they are
@@ -246,17 +253,27 @@ def finetune(
     resumed_from = None
     torch.manual_seed(config.seed)
     if resume and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if st.get("fingerprint") != fingerprint:
+        try:
+            st = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, corrupt, or a pickle that needs code: never unpickled
+            raise InputError(f"{state_path} is not a readable training state ({type(e).__name__}); delete it, "
+                             "use another run directory or start fresh (resume=False / --no-resume)") from None
+        if not isinstance(st, dict) or st.get("fingerprint") != fingerprint:
             raise InputError(
                 f"{state_path} belongs to a different run (config, training data or model differ); "
                 "use another run directory or start fresh (resume=False / --no-resume)"
             )
-        student.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        torch.set_rng_state(st["rng"])
-        step = int(st["step"])
+        try:
+            student.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            torch.set_rng_state(st["rng"])
+            step = int(st["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # edited after the fact
+            raise InputError(f"{state_path} is a damaged training state ({type(e).__name__}: {str(e)[:200]}); delete it, "
+                             "use another run directory or start fresh (resume=False / --no-resume)") from None
+        if not 0 <= step <= total:
+            raise InputError(f"{state_path} records step {step}, outside this run's 0…{total}; delete it or use --no-resume")
         resumed_from = step
         log.write("resume", step=step, total_steps=total)
     else:
