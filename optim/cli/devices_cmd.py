@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from optim.cli.output import json_option, make_table, print_json, state
+from optim.cli.output import echo, json_option, make_table, print_json, state
 
 
 def _devices_report() -> dict:
@@ -63,7 +63,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
         print_json(report)
         if report["adb_error"] or device_errors:
             for e in device_errors:
-                click.echo(f"error: {e}", err=True)
+                echo(f"error: {e}", err=True)
             ctx.exit(EXIT_TOOL_ERROR)
         return
     s = state()
@@ -81,11 +81,11 @@ def command(ctx: click.Context, as_json: bool) -> None:
     s.console.print(make_table(f"on-device tools ({report['config']})", ["tool", "format", "path"], trows))
     s.console.print("profiles: " + ", ".join(sorted(report["profiles"])))
     if report["adb_error"]:
-        click.echo(f"error: {report['adb_error']}", err=True)
+        echo(f"error: {report['adb_error']}", err=True)
         ctx.exit(EXIT_TOOL_ERROR)
     if device_errors:  # a device whose answers could not be read: listed, but not a clean result
         for e in device_errors:
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
         ctx.exit(EXIT_TOOL_ERROR)
 
 

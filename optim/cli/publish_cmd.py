@@ -38,6 +38,10 @@ def command(artifact, registry, results, attestation, trusted_keys, require_sign
 
     rel = publish(artifact, registry, results=results, attestation=attestation, trusted_keys=list(trusted_keys),
                   require_signature=require_signature, name=name, version=version)
+    if not rel.manifest["gate"].get("signed"):  # the API's own warning went to the run's log with the library output
+        state().err_console.print(f"warning: the attestation of {rel.name} {rel.version} is unsigned: it proves the bytes match "
+                                  "what verify judged, not who ran verify (sign with `optim verify --sign-key`, check with "
+                                  "`--trusted-key`)", markup=False)
     if as_json:
         print_json({"name": rel.name, "version": rel.version, "path": str(rel.path),
                     "content_sha256": rel.manifest["artifact"]["content_sha256"]})

@@ -3,39 +3,10 @@ on its host runtime (see :func:`optim.optimize.ptq.quantize`)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import warnings
-
 import click
 
 from optim.cli.checkpoint_options import checkpoint_options
 from optim.cli.output import json_option, make_table, print_json, state
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Send everything the exporters print (progress bars, native logs) to stderr, so stdout
-    holds only optim's table or JSON."""
-    fd_saved = None
-    try:
-        sys.stdout.flush()
-        if sys.stdout.fileno() == 1:
-            fd_saved = os.dup(1)
-            os.dup2(2, 1)
-    except (AttributeError, OSError, ValueError):  # not a real file (e.g. click's test runner)
-        fd_saved = None
-    try:
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        if fd_saved is not None:
-            sys.stdout.flush()
-            os.dup2(fd_saved, 1)
-            os.close(fd_saved)
 
 
 def _fmt(v, spec: str) -> str:
@@ -90,24 +61,24 @@ def command(checkpoint: str, formats: str, scheme: str, calib: str | None, calib
         else:
             s.info(f"[red]{r.format}-{r.scheme}: {r.status}[/red] {r.error or ''}")
 
-    with _stdout_to_stderr():
-        if method == "qat":
-            from optim.errors import InputError
-            from optim.optimize.distillation import DistillConfig
-            from optim.optimize.finetune import FinetuneConfig
-            from optim.optimize.qat import quantize_qat
+    # library output (exporters' prints, native logs) goes to the run's log: CliState.captured
+    if method == "qat":
+        from optim.errors import InputError
+        from optim.optimize.distillation import DistillConfig
+        from optim.optimize.finetune import FinetuneConfig
+        from optim.optimize.qat import quantize_qat
 
-            if not train_dir:
-                raise InputError("--method qat needs --train DATA (a train split in the golden-set format or class folders)")
-            if scheme != "int8":
-                raise InputError(f"--method qat produces static INT8 only; drop --scheme {scheme}")
-            cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, distill=DistillConfig(alpha=alpha, temperature=temperature))
-            result = quantize_qat(checkpoint, train=train_dir, formats=formats, golden=golden, teacher=teacher, config=cfg, out=out, threads=threads,
-                                  load_kwargs=load_kwargs, resume=resume, progress=not s.quiet, on_result=report, on_info=s.info,
-                                  on_warning=lambda m: s.info(f"[yellow]warning: {m}[/yellow]"))
-        else:
-            result = quantize(checkpoint, formats=formats, scheme=scheme, calib=calib, calib_size=calib_size, out=out,
-                              threads=threads, load_kwargs=load_kwargs, on_result=report)
+        if not train_dir:
+            raise InputError("--method qat needs --train DATA (a train split in the golden-set format or class folders)")
+        if scheme != "int8":
+            raise InputError(f"--method qat produces static INT8 only; drop --scheme {scheme}")
+        cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, distill=DistillConfig(alpha=alpha, temperature=temperature))
+        result = quantize_qat(checkpoint, train=train_dir, formats=formats, golden=golden, teacher=teacher, config=cfg, out=out, threads=threads,
+                              load_kwargs=load_kwargs, resume=resume, progress=not s.quiet, on_result=report, on_info=s.info,
+                              on_warning=lambda m: s.info(f"[yellow]warning: {m}[/yellow]"))
+    else:
+        result = quantize(checkpoint, formats=formats, scheme=scheme, calib=calib, calib_size=calib_size, out=out,
+                          threads=threads, load_kwargs=load_kwargs, on_result=report)
     if as_json:
         print_json(result.to_dict())
     else:
