@@ -73,6 +73,7 @@ COMMAND_MODULES = (
     "bench_cmd",
     "devices_cmd",
     "verify_cmd",
+    "compare_cmd",
     "publish_cmd",
     "keygen_cmd",
     "prune_cmd",
