@@ -247,3 +247,33 @@ def test_html_escapes_candidate_names():
     html = render_html(rep)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<i>" not in html and "&lt;i&gt;over" in html and "&lt;the policy&gt;" in html
+
+
+def test_head_intervals_match_the_evaluation_metrics():
+    """The leaderboard's intervals are centred on the evaluation's own numbers (same metric
+    functions, same images): multiclass top-k, macro-F1, tail top-1; multi-label macro-F1 and
+    tail-tag macro-F1."""
+    from optim.gate.compare import head_intervals
+    from optim.golden_sets.metrics import multiclass_metrics, multilabel_metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 6, 300)
+    logits = rng.normal(size=(300, 6)) + 2.0 * np.eye(6)[y] * (rng.random(300) < 0.6)[:, None]
+    tail = np.array([False, False, False, False, True, True])
+    m = multiclass_metrics(logits, y, tail)
+    ivs = head_intervals({"kind": "multiclass", "y": y, "logits": logits, "pred": m.pred, "correct": m.correct,
+                          "tail": tail, "k": 6}, ["top1", "top2", "top5", "macro_f1", "tail_top1", "ece"], resamples=300)
+    assert "ece" not in ivs
+    for k in ("top1", "top2", "top5", "macro_f1", "tail_top1"):
+        assert ivs[k]["value"] == pytest.approx(getattr(m, k)), k
+        assert ivs[k]["ci_low"] < ivs[k]["value"] < ivs[k]["ci_high"], k
+    yl = (rng.random((300, 4)) < 0.4).astype(float)
+    yl[rng.random((300, 4)) < 0.15] = np.nan  # missing labels
+    ll = rng.normal(size=(300, 4)) + 1.5 * np.nan_to_num(yl)
+    ttail = np.array([False, False, True, True])
+    ml = multilabel_metrics(ll, yl, np.full(4, 0.5), ttail)
+    ivl = head_intervals({"kind": "multilabel", "y": yl, "pred": ml.pred, "tail": ttail}, ["macro_f1", "tail_macro_f1"],
+                         resamples=300)
+    assert ivl["macro_f1"]["value"] == pytest.approx(ml.macro_f1)
+    assert ivl["tail_macro_f1"]["value"] == pytest.approx(ml.tail_macro_f1)
+    assert ivl["tail_macro_f1"]["ci_low"] < ivl["tail_macro_f1"]["value"] < ivl["tail_macro_f1"]["ci_high"]
