@@ -30,7 +30,8 @@ Statistics (all 95 %, seeded, from :mod:`optim.golden_sets.stats`):
   difference in top-1 (``a − b``, fraction) with a paired bootstrap interval and the exact
   McNemar p-value on per-image top-1 correctness. Correctness comes from each evaluation's
   per-image logits (``EvalReport.logits``/``labels``) through the evaluation's own
-  :func:`optim.golden_sets.metrics.multiclass_metrics`.
+  :func:`optim.golden_sets.metrics.multiclass_metrics`. A pair is flagged ``significant`` when
+  both agree at 5 %: McNemar p < 0.05 and the interval excludes 0.
 
 Recommendation: among candidates whose verdict is "pass", the Pareto-optimal ones on
 (``metric`` higher is better, p95 on the first device lower is better); of those, the one with
