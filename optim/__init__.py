@@ -14,6 +14,7 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
 * :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
 * :func:`optim.verify` — the release gate (size, accuracy vs FP32, p95 per device → verdicts, reports);
+* :func:`optim.compare` — a leaderboard of candidates, each against its own FP32 reference, with a recommendation;
 * :func:`optim.publish` — an artifact that passed verify → an atomic, content-addressed release.
 """
 
@@ -43,6 +44,7 @@ _API = {
     "bench": "optim.device_bench.api",
     "BenchResult": "optim.device_bench.result",
     "verify": "optim.gate.verify",
+    "compare": "optim.gate.compare",
     "publish": "optim.gate.publish",
     "prune": "optim.optimize.pruning",
     "save_pruned": "optim.optimize.pruning",

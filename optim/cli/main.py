@@ -71,6 +71,7 @@ COMMAND_MODULES = (
     "bench_cmd",
     "devices_cmd",
     "verify_cmd",
+    "compare_cmd",
     "publish_cmd",
     "keygen_cmd",
     "prune_cmd",
