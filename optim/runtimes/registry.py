@@ -10,13 +10,15 @@ one entry point; nothing else in optim names it.
 from __future__ import annotations
 
 import importlib
-import re
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 from optim.errors import InputError, ToolError
-from optim.runtimes.spec import FormatSpec
+from optim.runtimes.spec import ExportFailed, ExportOutput, FormatSpec, operator_from_error
+
+__all__ = ["ENTRY_POINT_GROUP", "ExportFailed", "ExportOutput", "FormatSpec", "all_libraries", "default_formats",
+           "device_tools", "format_for_suffix", "format_for_tool", "format_names", "formats", "get_format",
+           "operator_from_error"]
 
 ENTRY_POINT_GROUP = "optim.formats"
 BUILTIN_MODULES = ("optim.runtimes.onnx_format", "optim.runtimes.tflite_format", "optim.runtimes.executorch_format")
@@ -110,59 +112,3 @@ def all_libraries() -> tuple[str, ...]:
         for lib in (*s.libraries, *s.qat_libraries):
             seen.setdefault(lib, None)
     return tuple(seen)
-
-
-@dataclass
-class ExportOutput:
-    """What a format's ``export`` wrote.
-
-    Attributes:
-        files: relative names of every file the runtime needs (no metadata).
-        inputs / outputs: tensor specs ``{"name", "shape", "dtype", "layout"?, "head"?,
-            "quantization": None | {"scale": float, "zero_point": int}}``.
-        recipe: how the export was made (library calls, options) for ``artifact.json``.
-    """
-
-    files: list[str]
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-    recipe: dict[str, Any] = field(default_factory=dict)
-
-
-class ExportFailed(ToolError):
-    """A format's exporter failed; names the format, the scheme and (when it can be found) the operator."""
-
-    def __init__(self, fmt: str, scheme: str, cause: BaseException, operator: str | None = None):
-        self.format = fmt
-        self.scheme = scheme
-        self.operator = operator or operator_from_error(cause)
-        self.cause = cause
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
-        op = f" at operator {self.operator}" if self.operator else ""
-        super().__init__(f"{fmt} export ({scheme}) failed{op}: {type(cause).__name__}: {first}")
-
-
-_OP_PATTERNS = (
-    r"(aten[.:]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)",  # aten::foo / aten.foo.default
-    r"(torchvision[.:]{1,2}[A-Za-z0-9_]+)",
-    r"[Oo]p(?:erator)?(?: type)?[ :=]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",  # "operator Foo", "op_type: Foo"
-    r"implementation for ([A-Za-z][A-Za-z0-9_]*)\(",  # ONNX Runtime: "Could not find an implementation for QLinearConv(10) node"
-    r"running ([A-Za-z][A-Za-z0-9_]*) node",  # ONNX Runtime: "... while running QLinearConv node. Name: ..."
-    r"node[ :]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",
-)
-
-
-def operator_from_error(exc: BaseException) -> str | None:
-    """Best-effort operator name from an exporter's error text (``aten.foo.default``,
-    ``QLinearConv`` ...), looking through the exception chain; None if none is named."""
-    seen = 0
-    e: BaseException | None = exc
-    while e is not None and seen < 8:
-        text = str(e)
-        for pat in _OP_PATTERNS:
-            m = re.search(pat, text)
-            if m:
-                return m.group(1).rstrip(".,:'\"")
-        e = e.__cause__ or e.__context__
-        seen += 1
-    return None

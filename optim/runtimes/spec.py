@@ -9,20 +9,13 @@ schemes, the on-device tool ...). Format names appear as literals only in their 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
-    from optim.model_card import ModelCard
-    from optim.runtimes.artifact import Artifact
-    from optim.runtimes.base import Runtime
-    from optim.runtimes.device_tool import DeviceTool
-    from optim.runtimes.registry import ExportOutput
-
+from optim.errors import InputError, ToolError
 
 def no_sidecars(model_file: Path) -> list[Path]:
     """The default ``FormatSpec.sidecars``: a bare model file needs nothing next to it."""
@@ -67,25 +60,79 @@ class FormatSpec:
     model_file: str
     schemes: tuple[str, ...]
     libraries: tuple[str, ...]
-    export: Callable[..., "ExportOutput"]
-    open_runtime: Callable[["Artifact", int | None], "Runtime"]
-    tensor_specs: Callable[[Path, "ModelCard"], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+    export: Callable[..., Any]
+    open_runtime: Callable[[Any, int | None], Any]
+    tensor_specs: Callable[[Path, Any], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
     sidecars: Callable[[Path], list[Path]] = no_sidecars
     runtime_modules: tuple[str, ...] = ()
     qat_backend: str | None = None
-    lower_qat: Callable[..., "ExportOutput"] | None = None
+    lower_qat: Callable[..., Any] | None = None
     qat_libraries: tuple[str, ...] = ()
-    device_tool: "DeviceTool | None" = None
+    device_tool: Any = None
     default: bool = True
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from optim.errors import InputError
-
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
             raise InputError(f"format spec name {self.name!r} must be a non-empty lower-case identifier")
         if not self.suffix.startswith(".") or Path(self.model_file).suffix != self.suffix:
             raise InputError(f"format spec {self.name}: model_file {self.model_file!r} must end with suffix {self.suffix!r}")
         if (self.lower_qat is None) != (self.qat_backend is None):
             raise InputError(f"format spec {self.name}: qat_backend and lower_qat go together")
+
+
+@dataclass
+class ExportOutput:
+    """What a format's ``export`` wrote.
+
+    Attributes:
+        files: relative names of every file the runtime needs (no metadata).
+        inputs / outputs: tensor specs ``{"name", "shape", "dtype", "layout"?, "head"?,
+            "quantization": None | {"scale": float, "zero_point": int}}``.
+        recipe: how the export was made (library calls, options) for ``artifact.json``.
+    """
+
+    files: list[str]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+class ExportFailed(ToolError):
+    """A format's exporter failed; names the format, the scheme and (when it can be found) the operator."""
+
+    def __init__(self, fmt: str, scheme: str, cause: BaseException, operator: str | None = None):
+        self.format = fmt
+        self.scheme = scheme
+        self.operator = operator or operator_from_error(cause)
+        self.cause = cause
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+        op = f" at operator {self.operator}" if self.operator else ""
+        super().__init__(f"{fmt} export ({scheme}) failed{op}: {type(cause).__name__}: {first}")
+
+
+_OP_PATTERNS = (
+    r"(aten[.:]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)",  # aten::foo / aten.foo.default
+    r"(torchvision[.:]{1,2}[A-Za-z0-9_]+)",
+    r"[Oo]p(?:erator)?(?: type)?[ :=]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",  # "operator Foo", "op_type: Foo"
+    r"implementation for ([A-Za-z][A-Za-z0-9_]*)\(",  # ONNX Runtime: "Could not find an implementation for QLinearConv(10) node"
+    r"running ([A-Za-z][A-Za-z0-9_]*) node",  # ONNX Runtime: "... while running QLinearConv node. Name: ..."
+    r"node[ :]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",
+)
+
+
+def operator_from_error(exc: BaseException) -> str | None:
+    """Best-effort operator name from an exporter's error text (``aten.foo.default``,
+    ``QLinearConv`` ...), looking through the exception chain; None if none is named."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 8:
+        text = str(e)
+        for pat in _OP_PATTERNS:
+            m = re.search(pat, text)
+            if m:
+                return m.group(1).rstrip(".,:'\"")
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None

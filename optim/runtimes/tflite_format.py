@@ -33,7 +33,7 @@ from optim.model_card import ModelCard
 from optim.runtimes.artifact import Artifact
 from optim.runtimes.base import Runtime
 from optim.runtimes.device_tool import DeviceReader, DeviceTool, ToolCall, ToolOutput
-from optim.runtimes.registry import ExportOutput
+from optim.runtimes.spec import ExportOutput
 from optim.runtimes.spec import FormatSpec
 
 FORMAT = "tflite"
