@@ -75,11 +75,13 @@ def device_kinds() -> dict[str, type[Device]]:
     """Every registered device kind ``{kind: class}``: built-ins first, then entry points.
     Raises :class:`ToolError` for a plug-in that cannot be loaded or reuses a kind name."""
     out: dict[str, type[Device]] = {}
-    refs = [(ref, ref) for ref in BUILTIN]
-    refs += [(ep.value, f"entry point {ep.name} ({ENTRY_POINT_GROUP})")
+    refs = [(ref, ref, None) for ref in BUILTIN]
+    refs += [(ep.value, f"entry point {ep.name} ({ENTRY_POINT_GROUP})", ep.name)
              for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)]
-    for ref, where in refs:
+    for ref, where, ep_name in refs:
         cls = _load(ref, where)
+        if ep_name is not None and ep_name != cls.kind:
+            raise ToolError(f"{where} defines device kind {cls.kind!r}; the entry point must be named after it")
         if cls.kind in out:
             raise ToolError(f"device kind {cls.kind!r} from {where} is already registered; uninstall one of them")
         out[cls.kind] = cls
