@@ -660,7 +660,7 @@ def _load_model_object(path: Path, arch: str | None, trust_pickle: bool, allow_m
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"architecture {arch!r} (from {arch_source}) returned a {type(model).__name__}, not a torch.nn.Module")
     if pruned:
-        from optim.optimize.channel_spec import apply_channel_spec
+        from optim.channel_spec import apply_channel_spec
 
         apply_channel_spec(model, obj.get("channel_spec", {}), sd, str(path))
     load_state_dict_strict(model, sd, str(path))

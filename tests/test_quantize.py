@@ -3,6 +3,7 @@ its host runtime (ONNX Runtime, LiteRT interpreter, ExecuTorch)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -174,14 +175,12 @@ def test_export_failure_is_isolated_and_named(resnet18_ckpt, mnist_dir, tmp_path
 
     real_get = registry.get_format
 
-    class Broken:
-        FORMAT, SCHEMES, LIBRARIES = "tflite", ("fp32", "int8"), ()
+    def broken_export(*a, **k):
+        raise RuntimeError("Lowering failed: unsupported operator aten.grid_sampler_2d.default")
 
-        @staticmethod
-        def export(*a, **k):
-            raise RuntimeError("Lowering failed: unsupported operator aten.grid_sampler_2d.default")
-
-    monkeypatch.setattr("optim.optimize.ptq.get_format", lambda n: Broken if n == "tflite" else real_get(n))
+    # the tflite FormatSpec with an exporter that fails (issue 12: formats are FormatSpec objects)
+    broken = dataclasses.replace(real_get("tflite"), export=broken_export, libraries=())
+    monkeypatch.setattr("optim.optimize.ptq.get_format", lambda n: broken if n == "tflite" else real_get(n))
     res = CliRunner().invoke(cli, ["quantize", str(resnet18_ckpt), "--format", "tflite,onnx", "--scheme", "fp32",
                                    "--calib", str(mnist_dir), "--calib-size", "4", "--out", str(tmp_path), "--json"])
     assert res.exit_code == 3, res.output

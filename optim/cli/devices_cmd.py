@@ -10,16 +10,16 @@ from optim.cli.output import echo, json_option, make_table, print_json, state
 
 def _devices_report() -> dict:
     from optim.device_bench.adb import Adb
-    from optim.device_bench.config import TOOL_FOR_FORMAT, config_path, load_config
-    from optim.device_bench.errors import AdbNotFoundError, DeviceError
+    from optim.device_bench.config import config_path, load_config
+    from optim.device_bench.errors import AdbNotFoundError, DeviceError, ToolRunError
     from optim.device_bench.profiles import all_profiles, match_profile
+    from optim.runtimes.registry import device_tools
 
     cfg = load_config()
     profiles = all_profiles(cfg)
-    fmt_for_tool = {v: k for k, v in TOOL_FOR_FORMAT.items()}
     tools = {name: ({"path": str(cfg.tools[name].path), "libs": [str(p) for p in cfg.tools[name].libs],
                      "exists": cfg.tools[name].path.is_file()} if name in cfg.tools else None)
-             for name in fmt_for_tool}
+             for name in device_tools()}
     report = {"config": str(config_path()), "adb": None, "adb_error": None, "devices": [], "tools": tools,
               "profiles": {k: {"name": p.name, "codenames": list(p.codenames), "soc": p.soc} for k, p in profiles.items()}}
     try:
@@ -34,7 +34,7 @@ def _devices_report() -> dict:
                     entry["product_device"] = a.getprop("ro.product.device") or entry["product_device"]
                     entry["model"] = a.getprop("ro.product.model") or entry["model"]
                     entry["abi"] = a.getprop("ro.product.cpu.abi") or None
-                except DeviceError as e:
+                except (DeviceError, ToolRunError) as e:
                     entry["error"] = str(e)
             p = match_profile(profiles, d.serial, entry["product_device"])
             entry["profile"] = p.key if p else None
@@ -75,7 +75,10 @@ def command(ctx: click.Context, as_json: bool) -> None:
         rows = [[d["serial"], d["state"], d.get("model") or "", d.get("product_device") or "", d.get("abi") or "",
                  d["profile"] or "(none)"] for d in report["devices"]]
         s.console.print(make_table("connected devices", ["serial", "state", "model", "ro.product.device", "abi", "profile"], rows))
-    trows = [[name, "tflite" if name == "benchmark_model" else "pte" if name == "executor_runner" else "onnx",
+    from optim.runtimes.registry import device_tools
+
+    fmt_for_tool = {name: spec.name for name, spec in device_tools().items()}
+    trows = [[name, fmt_for_tool.get(name, "?"),
               (t["path"] + ("" if t["exists"] else "  [red](missing)[/red]")) if t else "not set up"]
              for name, t in report["tools"].items()]
     s.console.print(make_table(f"on-device tools ({report['config']})", ["tool", "format", "path"], trows))
@@ -89,40 +92,60 @@ def command(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(EXIT_TOOL_ERROR)
 
 
+def _tool_options(f):
+    """One ``--TOOL-NAME PATH`` option per registered format's on-device tool."""
+    from optim.runtimes.registry import device_tools
+
+    for name, spec in reversed(list(device_tools().items())):
+        tool = spec.device_tool
+        f = click.option(tool.option, name, type=click.Path(dir_okay=False),
+                         help=tool.description or f"{name} (arm64-v8a) for {spec.suffix}.")(f)
+    return f
+
+
 @command.command("setup")
-@click.option("--benchmark-model", type=click.Path(dir_okay=False), help="LiteRT/TFLite benchmark_model (arm64-v8a) for .tflite.")
-@click.option("--executor-runner", type=click.Path(dir_okay=False), help="ExecuTorch executor_runner (arm64-v8a) for .pte.")
-@click.option("--onnxruntime-perf-test", type=click.Path(dir_okay=False), help="onnxruntime_perf_test (arm64-v8a) for .onnx.")
+@_tool_options
+@click.option("--lib", "libs", multiple=True, metavar="[TOOL=]PATH",
+              help="Shared library pushed next to a tool (TOOL=PATH, or PATH when one tool is given in the same "
+                   "call), e.g. onnxruntime_perf_test=libonnxruntime.so; repeatable.")
 @click.option("--ort-lib", "ort_libs", multiple=True, type=click.Path(dir_okay=False),
-              help="Shared library pushed next to onnxruntime_perf_test (e.g. libonnxruntime.so); repeatable.")
-def setup(benchmark_model: str | None, executor_runner: str | None, onnxruntime_perf_test: str | None,
-          ort_libs: tuple[str, ...]) -> None:
+              help="Same as --lib onnxruntime_perf_test=PATH (kept for existing scripts).")
+def setup(libs: tuple[str, ...], ort_libs: tuple[str, ...], **given: str | None) -> None:
     """Register the official on-device benchmark tools (optim ships no Android binaries).
     Each must be an ELF executable; a non-arm64 build is accepted with a warning."""
     from pathlib import Path
 
     from optim.device_bench.config import ToolConfig, check_android_binary, save_tools
     from optim.errors import InputError
+    from optim.runtimes.registry import device_tools
 
     s = state()
-    given = {"benchmark_model": benchmark_model, "executor_runner": executor_runner,
-             "onnxruntime_perf_test": onnxruntime_perf_test}
+    options = {name: spec.device_tool.option for name, spec in device_tools().items()}
     if not any(given.values()):
-        raise InputError("give at least one of --benchmark-model, --executor-runner, --onnxruntime-perf-test")
-    if ort_libs and not onnxruntime_perf_test:
-        raise InputError("--ort-lib needs --onnxruntime-perf-test in the same call")
+        raise InputError(f"give at least one of {', '.join(options.values())}")
+    named = [name for name, path in given.items() if path]
+    libs_for: dict[str, list[str]] = {}
+    for entry in (*libs, *(f"onnxruntime_perf_test={p}" for p in ort_libs)):
+        tool, sep, lib_path = entry.partition("=")
+        if not sep:
+            if len(named) != 1:
+                raise InputError(f"--lib {entry}: say which tool loads it (--lib TOOL=PATH) when several are given")
+            tool, lib_path = named[0], entry
+        if tool not in named:
+            raise InputError(f"--lib {entry}: {tool} is not set up in this call; give its {options.get(tool, 'tool option')} too")
+        libs_for.setdefault(tool, []).append(lib_path)
     tools = {}
     for name, path in given.items():
         if not path:
             continue
-        warning = check_android_binary(path, f"--{name.replace('_', '-')}")
+        warning = check_android_binary(path, options[name])
         if warning:
             s.info(f"[yellow]warning: {warning}[/yellow]")
-        libs = tuple(Path(p).expanduser().resolve() for p in ort_libs) if name == "onnxruntime_perf_test" else ()
-        for lib in libs:
+        tool_libs = tuple(Path(p).expanduser().resolve() for p in libs_for.get(name, ()))
+        for lib in tool_libs:
             if not lib.is_file():
-                raise InputError(f"--ort-lib: {lib} does not exist")
-        tools[name] = ToolConfig(name, Path(path).expanduser().resolve(), libs)
+                raise InputError(f"--lib: {lib} does not exist")
+        tools[name] = ToolConfig(name, Path(path).expanduser().resolve(), tool_libs)
     written = save_tools(tools)
     for name, t in tools.items():
         s.console.print(f"{name}: {t.path}" + (f" (+ {len(t.libs)} lib(s))" if t.libs else ""))

@@ -4,8 +4,6 @@ and :mod:`optim.optimize.finetune`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from optim.cli.checkpoint_options import checkpoint_options
@@ -50,62 +48,16 @@ def command(checkpoint: str, ratio, target_macs, target_size_mb, importance: str
     MACs before and after; with --finetune, the fine-tuning loss and the run log path
     (JSON lines: loss, per-layer gradient norms, first/last gradient ratio, warnings).
     """
-    import numpy as np
-    import torch
-
-    from optim.checkpoint import load_checkpoint
-    from optim.errors import InputError
-    from optim.files import sha256_file
-    from optim.model_stats import model_stats
-    from optim.optimize.distillation import DistillConfig
-    from optim.optimize.pruning import prune, save_pruned
+    from optim.optimize.prune_pipeline import prune_checkpoint
 
     s = state()
-    if finetune and not train_dir:
-        raise InputError("--finetune needs --train DATA (a train split in the golden-set format)")
-    if importance == "taylor" and not train_dir:
-        raise InputError("--importance taylor needs --train DATA (a few batches of images)")
-    loaded = load_checkpoint(checkpoint, **load_kwargs)
-    card = loaded.card
-    from optim.optimize.pruning import architecture_ref
-
-    architecture_ref(card)  # fail before the work if the pruned model could not be saved
-    train = None
-    if train_dir:
-        from optim.optimize.train_data import TrainSet, check_not_golden
-
-        check_not_golden(train_dir, golden)
-        train = TrainSet.load(train_dir, card)
-    batches = None
-    if importance == "taylor":
-        idx = np.random.default_rng(seed).permutation(len(train))[: min(len(train), 4 * batch_size)]
-        batches = [torch.from_numpy(train.images(idx[i:i + batch_size], card)) for i in range(0, len(idx), batch_size)]
-    s.info(f"pruning {checkpoint} ({importance} importance)…")
-    result = prune(loaded.model, card, ratio=ratio, target_macs=target_macs, target_size_mb=target_size_mb,
-                   importance=importance, taylor_batches=batches, round_to=round_to)
-    model = result.model
-    report = {"checkpoint": str(loaded.path), "out": out, "pruning": result.to_dict(), "finetune": None}
-    if finetune:
-        from optim.optimize.finetune import FinetuneConfig, finetune as run_finetune
-
-        cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, grad_every=grad_every,
-                             distill=None if no_distill else DistillConfig(alpha=alpha, temperature=temperature))
-        rd = Path(run_dir) if run_dir else Path(out + ".run")
-        s.info(f"fine-tuning on {len(train)} images for {epochs} epoch(s) "
-               f"({'label-only' if no_distill else f'distilled, alpha={alpha}, T={temperature}'}); run log {rd / 'run_log.jsonl'}")
-        ft = run_finetune(model, None if no_distill else loaded.model, card, train, cfg, rd, resume=resume,
-                          progress=not s.quiet, on_warning=lambda m: s.info(f"[yellow]warning: {m}[/yellow]"))
-        model = ft.model
-        report["finetune"] = {"steps": ft.steps, "final_loss": ft.final_loss, "run_log": str(ft.log_path), "seconds": round(ft.seconds, 1),
-                              "resumed_from_step": ft.resumed_from_step, "warnings": ft.warnings, "config": cfg.to_dict()}
-    from optim.checkpoint import make_lineage
-
-    lineage = make_lineage(loaded, fine_tuned=bool(finetune), epochs=epochs if finetune else 0)
-    path = save_pruned(model, card, out, lineage=lineage, extra={"source_sha256": loaded.sha256, "pruning": result.to_dict(),
-                                                "finetune": report["finetune"] and {k: v for k, v in report["finetune"].items() if k != "warnings"}})
-    after = model_stats(model, card.input.shape)
-    report["out_sha256"] = sha256_file(path)
-    report["lineage"] = lineage
+    run = prune_checkpoint(checkpoint, out, ratio=ratio, target_macs=target_macs, target_size_mb=target_size_mb,
+                           importance=importance, round_to=round_to, finetune=finetune, train=train_dir, golden=golden,
+                           epochs=epochs, batch_size=batch_size, lr=lr, alpha=alpha, temperature=temperature,
+                           distill=not no_distill, seed=seed, grad_every=grad_every, run_dir=run_dir, resume=resume,
+                           progress=not s.quiet, load_kwargs=load_kwargs, on_info=s.info,
+                           on_warning=lambda m: s.info(f"[yellow]warning: {m}[/yellow]"))
+    report, result, after = run.report, run.pruning, run.after
     if as_json:
         print_json(report)
         return

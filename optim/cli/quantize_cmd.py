@@ -15,8 +15,9 @@ def _fmt(v, spec: str) -> str:
 
 @click.command("quantize")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--format", "formats", default="onnx,tflite,pte", show_default=True,
-              help="Comma-separated formats: onnx, tflite, pte.")
+@click.option("--format", "formats", default=None,
+              help="Comma-separated formats (default: every built-in format; third-party formats register through "
+                   "the optim.formats entry-point group). An unknown name lists the known ones.")
 @click.option("--scheme", default="int8", show_default=True,
               help="Comma-separated schemes: int8 (static, per-channel weights, per-tensor activations; needs --calib), "
                    "int8-dynamic, fp16, fp32.")
@@ -40,7 +41,7 @@ def _fmt(v, spec: str) -> str:
 @click.option("--resume/--no-resume", default=True, show_default=True, help="QAT: continue an interrupted run from OUT/qat-<backend>.run/.")
 @checkpoint_options
 @json_option
-def command(checkpoint: str, formats: str, scheme: str, calib: str | None, calib_size: int, out: str,
+def command(checkpoint: str, formats: str | None, scheme: str, calib: str | None, calib_size: int, out: str,
             threads: int | None, method: str, train_dir: str | None, golden: str | None, teacher: str | None, epochs: int, batch_size: int,
             lr: float, alpha: float, temperature: float, seed: int, resume: bool, load_kwargs: dict, as_json: bool) -> None:
     """Quantize CHECKPOINT and export it to each format; check every artifact on its host

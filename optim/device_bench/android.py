@@ -26,16 +26,17 @@ from typing import Callable
 import numpy as np
 
 from optim.device_bench.adb import Adb, ConnectedDevice, is_valid_serial, require_ready
-from optim.device_bench.config import TOOL_FOR_FORMAT, DeviceConfig, ToolConfig, load_config
-from optim.device_bench.errors import (DeviceError, DeviceNotFoundError, DeviceOfflineError,
-                                       DeviceUnauthorizedError, ToolNotConfiguredError, ToolRunError)
-from optim.device_bench.parsers import (ToolOutput, parse_benchmark_model, parse_executor_runner,
-                                        parse_ort_perf_test, parse_ort_result_file)
+from optim.device_bench.devices import Device
+from optim.device_bench.config import DeviceConfig, ToolConfig, load_config
+from optim.device_bench.errors import (DeviceNotFoundError, DeviceOfflineError, DeviceUnauthorizedError,
+                                       ToolNotConfiguredError, ToolRunError)
 from optim.device_bench.profiles import DeviceProfile, all_profiles, match_profile
 from optim.device_bench.result import BenchResult, DeviceInfo
 from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_aggregate_trials, summarize_trials
 from optim.device_bench.target import Target, resolve_target
 from optim.errors import InputError, ToolError
+from optim.runtimes.device_tool import DeviceTool, ToolCall, ToolOutput
+from optim.runtimes.registry import device_tools, formats
 
 REMOTE_ROOT = "/data/local/tmp"
 THERMAL_STATUS = {0: "none", 1: "light", 2: "moderate", 3: "severe", 4: "critical", 5: "emergency", 6: "shutdown"}
@@ -211,25 +212,18 @@ def read_thermal(adb: Adb) -> dict:
 
 
 # ----------------------------------------------------------------------------- tool commands
-def _tool_command(fmt: str, tool_remote: str, model_remote: str, extra_remote: list[str], threads: int,
-                  runs: int, warmup: int, result_remote: str | None) -> str:
-    q = shlex.quote
-    if fmt == "tflite":
-        args = [tool_remote, f"--graph={model_remote}", f"--num_threads={threads}", f"--warmup_runs={warmup}",
-                "--warmup_min_secs=0", f"--num_runs={runs}", "--min_secs=0", "--max_secs=3600",
-                "--report_peak_memory_footprint=true"]
-    elif fmt == "pte":
-        args = [tool_remote, f"--model_path={model_remote}", f"--num_executions={warmup + runs}",
-                f"--cpu_threads={threads}"]
-        ptd = [p for p in extra_remote if p.endswith(".ptd")]
-        if ptd:
-            args.append(f"--data_path={ptd[0]}")
-    elif fmt == "onnx":
-        args = [tool_remote, "-e", "cpu", "-m", "times", "-r", str(warmup + runs), "-x", str(threads), "-s", "-I",
-                model_remote, result_remote or ""]
-    else:
-        raise InputError(f"format {fmt!r} has no on-device tool (use .onnx, .tflite or .pte artifacts on Android)")
-    return " ".join(q(a) for a in args)
+def tool_for(fmt: str, path: str | Path) -> DeviceTool:
+    """The on-device tool of format ``fmt`` (its ``FormatSpec.device_tool``). Raises
+    :class:`InputError` naming ``path`` for a checkpoint or a format without one."""
+    spec = formats().get(fmt)
+    if spec is None:
+        raise InputError(f"{path} is a {fmt} checkpoint: only exported artifacts "
+                         f"({', '.join(s.suffix for s in device_tools().values())}) run on Android; export it with "
+                         "`optim quantize` first")
+    if spec.device_tool is None:
+        raise InputError(f"format {fmt!r} has no on-device tool (use "
+                         f"{', '.join(s.suffix for s in device_tools().values())} artifacts on Android)")
+    return spec.device_tool
 
 
 def _failure_tail(text: str, n: int = 12) -> str:
@@ -255,14 +249,12 @@ def bench_android(path: str | Path, device: str, *, threads: int | None = None, 
     """
     log = log or (lambda msg: None)
     target = resolve_target(path)
-    if target.format not in TOOL_FOR_FORMAT:
-        raise InputError(f"{path} is a {target.format} checkpoint: only exported artifacts (.onnx, .tflite, .pte) "
-                         "run on Android; export it with `optim quantize` first")
+    device_tool = tool_for(target.format, path)
     config = config or load_config()
-    tool_name = TOOL_FOR_FORMAT[target.format]
+    tool_name = device_tool.name
     tool = config.tools.get(tool_name)
     if tool is None:
-        flag = "--" + tool_name.replace("_", "-")
+        flag = device_tool.option
         raise ToolNotConfiguredError(
             f"no {tool_name} is set up for .{target.format} artifacts: build or download the official arm64-v8a "
             f"{tool_name} and run `optim devices setup {flag} PATH` (optim ships no Android binaries)")
@@ -309,11 +301,12 @@ def bench_android(path: str | Path, device: str, *, threads: int | None = None, 
         a.shell(f"chmod 755 {tool_remote}", what=f"chmod of {tool_name}")
         for t in range(trials):
             before = read_thermal(a)
-            result_remote = f"{remote_dir}/ort_result_{t}.txt" if target.format == "onnx" else None
-            cmd = _tool_command(target.format, tool_remote, model_remote, extra_remote, n_threads, runs, warmup, result_remote)
+            call = ToolCall(tool=tool_remote, model=model_remote, extra=tuple(extra_remote), threads=n_threads,
+                            runs=runs, warmup=warmup, result_file=f"{remote_dir}/result_{t}.txt")
+            cmd = " ".join(shlex.quote(arg) for arg in device_tool.command(call))
             cmd = f"LD_LIBRARY_PATH={remote_dir} " + (f"taskset {mask} " if mask else "") + cmd
-            if target.format == "pte":
-                a.shell("logcat -c", what="clearing logcat", check=False)
+            if device_tool.before_trial:
+                a.shell(device_tool.before_trial, what=f"preparing {tool_name}", check=False)
             log(f"trial {t + 1}/{trials}: {tool_name} ({warmup} warm-up + {runs} runs, {n_threads} threads"
                 + (f", cpu mask {mask}" if mask else "") + ")")
             proc = a.run(["shell", cmd], what=f"{tool_name} trial {t + 1}", timeout=tool_timeout_s)
@@ -322,7 +315,7 @@ def bench_android(path: str | Path, device: str, *, threads: int | None = None, 
             if proc.returncode != 0:
                 raise ToolRunError(f"{tool_name} {_rc_meaning(proc.returncode)} on {sel.serial} in trial {t + 1}; "
                                    f"last output:\n{_failure_tail(text)}")
-            outputs.append(_parse(target.format, a, text, warmup + runs, result_remote))
+            outputs.append(device_tool.parse(text, call, _reader(a)))
             thermal.append({"trial": t + 1, "before": before, "after": read_thermal(a)})
             if t < trials - 1 and cooldown > 0:
                 log(f"cooling down {cooldown:g} s")
@@ -337,6 +330,24 @@ def bench_android(path: str | Path, device: str, *, threads: int | None = None, 
         warnings.append(f"device connection dropped and was retried once during: {', '.join(a.retries_used)}")
     return _assemble(target, sel, outputs, thermal, raw, warnings, threads=n_threads, runs=runs, warmup=warmup,
                      trials=trials, mask=mask, cores=cores, freqs=freqs, tool=tool, drift_pct=drift_pct)
+
+
+class AdbDevice(Device):
+    """An Android phone over adb (``--device pixel6a`` or an adb serial): the format's official
+    on-device tool (``FormatSpec.device_tool``), see :func:`bench_android`. Asked last: it
+    claims any profile name and anything shaped like an adb serial."""
+
+    kind = "adb"
+    fallback = True
+
+    @classmethod
+    def claims(cls, name: str) -> bool:
+        return True  # select_device() says precisely why a name is neither a profile nor a serial
+
+    def bench(self, artifact, *, threads=None, runs=100, warmup=10, trials=3, cooldown_s=None,
+              drift_pct=DEFAULT_DRIFT_PCT, load_kwargs=None, measure_memory=True, log=None) -> BenchResult:
+        return bench_android(artifact, self.name, threads=threads, runs=runs, warmup=warmup, trials=trials,
+                             cooldown_s=cooldown_s, drift_pct=drift_pct, log=log)
 
 
 def _cool_down(a: Adb, seconds: float, max_factor: float = 3.0) -> float:
@@ -354,30 +365,14 @@ def _cool_down(a: Adb, seconds: float, max_factor: float = 3.0) -> float:
     return waited
 
 
-def _parse(fmt: str, a: Adb, text: str, expected: int, result_remote: str | None) -> ToolOutput:
-    if fmt == "tflite":
-        return parse_benchmark_model(text)
-    if fmt == "pte":
-        try:
-            return parse_executor_runner(text, expected=expected)
-        except ToolRunError:
-            log = a.shell("logcat -d -v raw -s ExecuTorch", what="reading executor_runner's logcat", check=False).stdout
-            if "Iteration" not in log:
-                raise
-            return parse_executor_runner(log, expected=expected)
-    # onnx: per-run result file first; the -s summary on stdout when the file is missing
-    proc = a.shell(f"cat {result_remote}", what="reading the onnxruntime_perf_test result file", check=False)
-    if proc.returncode == 0 and proc.stdout.strip():
-        out = parse_ort_result_file(proc.stdout)
-        if len(out.latencies_ms) < expected:  # type: ignore[arg-type]
-            raise ToolRunError(f"onnxruntime_perf_test recorded {len(out.latencies_ms)} of {expected} runs")  # type: ignore[arg-type]
-        if out.peak_memory_mb is None:
-            out.peak_memory_mb = parse_ort_perf_test(text).peak_memory_mb
-        return out
-    out = parse_ort_perf_test(text)
-    out.notes.append("onnxruntime_perf_test wrote no per-run result file: its own aggregate statistics were used "
-                     "(warm-up runs not separable)")
-    return out
+def _reader(a: Adb):
+    """A :data:`optim.runtimes.device_tool.DeviceReader` over ``adb shell``: stdout, or None
+    when the command failed."""
+    def read(command: str, what: str) -> str | None:
+        proc = a.shell(command, what=what, check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    return read
 
 
 def _assemble(target: Target, sel: SelectedDevice, outputs: list[ToolOutput], thermal: list[dict], raw: list[str],

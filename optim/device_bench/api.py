@@ -14,8 +14,9 @@ def bench(artifact: str | Path, device: str = "host", *, threads: int | None = N
           warmup: int = 10, trials: int = 3, cooldown_s: float | None = None, drift_pct: float = DEFAULT_DRIFT_PCT,
           load_kwargs: dict | None = None, measure_memory: bool = True,
           log: Callable[[str], None] | None = None) -> BenchResult:
-    """Benchmark ``artifact`` (checkpoint, artifact directory or .onnx/.tflite/.pte file) on
-    ``device``: ``"host"``, a profile name such as ``"pixel6a"``, or an adb serial.
+    """Benchmark ``artifact`` (checkpoint, artifact directory or a registered format's model
+    file) on ``device``: ``"host"``, a profile name such as ``"pixel6a"``, an adb serial, or a
+    name another registered device kind claims (:mod:`optim.device_bench.devices`).
 
     Each of ``trials`` trials runs ``warmup`` untimed and ``runs`` timed single-image (batch 1)
     inferences with ``threads`` CPU threads; statistics are in ms (see
@@ -36,21 +37,8 @@ def bench(artifact: str | Path, device: str = "host", *, threads: int | None = N
         raise InputError(f"threads must be ≥ 1, got {threads}")
     if not Path(artifact).exists():
         raise InputError(f"{artifact} does not exist")
-    if device == "host":
-        from optim.device_bench.host import bench_host
-        from optim.device_bench.target import MODEL_SUFFIXES
+    from optim.device_bench.devices import get_device
 
-        p = Path(artifact)
-        if p.is_file() and p.suffix in MODEL_SUFFIXES:
-            if (p.parent / "artifact.json").is_file():
-                artifact = p.parent  # the host runtimes open the artifact directory
-            else:
-                raise InputError(f"{p} is a bare {p.suffix} file: host runtimes open artifact directories "
-                                 "(with artifact.json, written by `optim quantize`); pass that directory")
-
-        return bench_host(artifact, threads=threads, runs=runs, warmup=warmup, trials=trials, drift_pct=drift_pct,
-                          cooldown_s=cooldown_s or 0.0, load_kwargs=load_kwargs, measure_memory=measure_memory)
-    from optim.device_bench.android import bench_android
-
-    return bench_android(artifact, device, threads=threads, runs=runs, warmup=warmup, trials=trials,
-                         cooldown_s=cooldown_s, drift_pct=drift_pct, log=log)
+    return get_device(device).bench(artifact, threads=threads, runs=runs, warmup=warmup, trials=trials,
+                                    cooldown_s=cooldown_s, drift_pct=drift_pct, load_kwargs=load_kwargs,
+                                    measure_memory=measure_memory, log=log)

@@ -30,11 +30,15 @@ from optim.errors import InputError
 from optim.files import parse_toml
 
 CONFIG_FILE = "devices.toml"
-#: format → the official on-device tool that benchmarks it
-TOOL_FOR_FORMAT = {"tflite": "benchmark_model", "pte": "executor_runner", "onnx": "onnxruntime_perf_test"}
-TOOLS = tuple(TOOL_FOR_FORMAT.values())
 TOP_LEVEL_KEYS = frozenset({"tools", "profiles"})
 TOOL_KEYS = frozenset({"path", "libs"})
+
+
+def known_tools() -> tuple[str, ...]:
+    """Names of the on-device tools of the registered formats (``FormatSpec.device_tool``)."""
+    from optim.runtimes.registry import device_tools
+
+    return tuple(device_tools())
 
 
 def config_dir() -> Path:
@@ -83,11 +87,12 @@ def load_config(path: str | Path | None = None) -> DeviceConfig:
         raise InputError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))} (typo?); a device config holds only "
                          f"{', '.join(f'[{k}.*]' for k in sorted(TOP_LEVEL_KEYS))}")
     tools = data.get("tools") or {}
+    known = known_tools()
     if not isinstance(tools, dict):
-        raise InputError(f"{path}: [tools] must be a table of tools ({', '.join(TOOLS)})")
+        raise InputError(f"{path}: [tools] must be a table of tools ({', '.join(known)})")
     for name, entry in tools.items():
-        if name not in TOOLS:
-            raise InputError(f"{path}: [tools.{name}] is not a known tool (typo?); use one of {', '.join(TOOLS)}")
+        if name not in known:
+            raise InputError(f"{path}: [tools.{name}] is not a known tool (typo?); use one of {', '.join(known)}")
         if isinstance(entry, str):
             entry = {"path": entry}
         if not isinstance(entry, dict) or "path" not in entry:

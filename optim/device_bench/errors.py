@@ -34,5 +34,5 @@ class ToolNotConfiguredError(DeviceError):
     """The on-device benchmark tool for this format was never set up (``optim devices setup``)."""
 
 
-class ToolRunError(DeviceError):
-    """The on-device tool crashed, exited non-zero, or printed nothing parseable."""
+# defined next to the format specs' tool parsers (optim.runtimes.device_tool), re-exported here
+from optim.runtimes.device_tool import ToolRunError  # noqa: E402,F401

@@ -19,45 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from optim.device_bench.devices import Device
+from optim.device_bench.host_memory import measure_peak_memory
 from optim.device_bench.result import BenchResult, DeviceInfo
 from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_trials
 
 HOST_TOOL = "optim host timer: time.perf_counter_ns around Runtime.predict"
-#: the Python modules each format's host runtime needs (imported before the memory baseline)
-RUNTIME_MODULES = {"torch": ("torch", "torchvision"), "onnx": ("onnxruntime",), "tflite": ("ai_edge_litert.interpreter",),
-                   "pte": ("torch", "executorch.runtime")}
-
-
-def _preimport(fmt: str) -> None:
-    import importlib
-
-    for name in RUNTIME_MODULES.get(fmt, ()):
-        try:
-            importlib.import_module(name)
-        except ImportError:  # the runtime adapter will report the missing library itself
-            pass
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's VmHWM to the current RSS (Linux ≥ 4.0). False if not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def host_info() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -112,8 +79,6 @@ def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100,
     summary = summarize_trials(per_trial, drift_pct=drift_pct, seed=seed)
     peak_mb, memory_note = None, "not requested (measure_memory=False)"
     if measure_memory:
-        from optim.device_bench.host_memory import measure_peak_memory
-
         peak_mb, memory_note = measure_peak_memory(path, threads=threads, load_kwargs=kwargs)
     unavailable = list(summary.unavailable)
     if peak_mb is None:
@@ -134,3 +99,31 @@ def bench_host(path: str | Path, *, threads: int | None = None, runs: int = 100,
         memory_method=memory_note if peak_mb is not None else None,
         input_description=f"float32 {'×'.join(map(str, shape))}, seeded N(0,1) values (seed {seed})",
     )
+
+
+class HostDevice(Device):
+    """This machine (``--device host``): the artifact's host runtime timed in-process
+    (:func:`bench_host`). Opens checkpoints and artifact directories; a bare model file is
+    accepted when it sits in its artifact directory."""
+
+    kind = "host"
+
+    @classmethod
+    def claims(cls, name: str) -> bool:
+        return name == cls.kind
+
+    def bench(self, artifact, *, threads=None, runs=100, warmup=10, trials=3, cooldown_s=None,
+              drift_pct=DEFAULT_DRIFT_PCT, load_kwargs=None, measure_memory=True, log=None) -> BenchResult:
+        from optim.errors import InputError
+        from optim.runtimes.artifact import METADATA_FILE
+        from optim.runtimes.registry import format_for_suffix
+
+        p = Path(artifact)
+        if p.is_file() and format_for_suffix(p.suffix) is not None:
+            if (p.parent / METADATA_FILE).is_file():
+                artifact = p.parent  # the host runtimes open the artifact directory
+            else:
+                raise InputError(f"{p} is a bare {p.suffix} file: host runtimes open artifact directories "
+                                 f"(with {METADATA_FILE}, written by `optim quantize`); pass that directory")
+        return bench_host(artifact, threads=threads, runs=runs, warmup=warmup, trials=trials, drift_pct=drift_pct,
+                          cooldown_s=cooldown_s or 0.0, load_kwargs=load_kwargs, measure_memory=measure_memory)

@@ -27,6 +27,48 @@ MEMORY_METHOD = ("fresh child process: peak resident set (Linux VmHWM, reset via
                  "opening (runtime library already imported); MB = 10^6 bytes")
 
 
+#: modules the torch eager reference (a checkpoint) needs; formats name theirs in their spec
+TORCH_MODULES = ("torch", "torchvision")
+
+
+def preimport(path: str | Path) -> None:
+    """Import the runtime libraries ``path``'s format needs (``FormatSpec.runtime_modules``)
+    so that their import is not counted as the model's memory."""
+    import importlib
+
+    from optim.device_bench.target import resolve_target
+    from optim.runtimes.registry import formats
+
+    fmt = resolve_target(path).format
+    spec = formats().get(fmt)
+    for name in spec.runtime_modules if spec is not None else TORCH_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the runtime adapter will report the missing library itself
+            pass
+
+
+def status_kb(field: str) -> int | None:
+    """A ``kB`` field (``VmRSS``, ``VmHWM``) of ``/proc/self/status``; None where unreadable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to the current RSS (Linux ≥ 4.0). False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def measure_peak_memory(path: str | Path, *, threads: int | None, load_kwargs: dict | None = None,
                         iterations: int = 5, timeout_s: float = 600.0) -> tuple[float | None, str]:
     """Spawn a child that measures the peak memory of ``path`` → ``(MB or None, method or reason)``."""
@@ -58,15 +100,12 @@ def _child(spec: dict) -> dict:
 
     import numpy as np
 
-    from optim.device_bench.host import _preimport, _reset_peak_rss, _status_kb
-    from optim.device_bench.target import resolve_target
-
-    _preimport(resolve_target(spec["path"]).format)
+    preimport(spec["path"])
     from optim.runtimes import open_runtime
 
     gc.collect()
-    before = _status_kb("VmRSS")
-    if before is None or not _reset_peak_rss():
+    before = status_kb("VmRSS")
+    if before is None or not reset_peak_rss():
         return {"peak_mb": None, "reason": "/proc/self/status or /proc/self/clear_refs unavailable (not Linux?)"}
     kwargs = {k: v for k, v in spec["load_kwargs"].items() if v not in (None, False)}
     if kwargs.get("input_shape"):
@@ -75,7 +114,7 @@ def _child(spec: dict) -> dict:
     x = np.random.default_rng(0).standard_normal((1, *tuple(rt.card.input.shape[1:]))).astype(np.float32)
     for _ in range(spec["iterations"]):
         rt.predict(x)
-    hwm = _status_kb("VmHWM")
+    hwm = status_kb("VmHWM")
     return {"peak_mb": (hwm - before) * 1024 / 1e6 if hwm is not None else None}
 
 

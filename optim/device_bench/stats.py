@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optim.errors import InputError
+from optim.runtimes.device_tool import AggregateTrial
 
 PERCENTILE_METHOD = "numpy.percentile method='linear' (Hyndman & Fan type 7)"
 STAT_NAMES = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max")
@@ -137,26 +138,6 @@ def drift_warning(trial_p95_ms: Sequence[float | None], threshold_pct: float = D
     return (f"trials drift apart: p95 per trial [{vals}] ms spread {spread:.1f} % > {threshold_pct:g} %; "
             "the machine was not in a steady state (thermal throttling, background load): "
             "cool down longer or raise --trials before trusting a tight budget")
-
-
-@dataclass(frozen=True)
-class AggregateTrial:
-    """One trial as reported by a tool that prints aggregates only (e.g. LiteRT benchmark_model).
-
-    Times in ms; ``std`` is the population standard deviation; percentiles ``None`` when the
-    tool's build does not print them.
-    """
-
-    count: int
-    mean: float
-    std: float | None
-    min: float
-    max: float
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def combine_aggregate_trials(trials: Sequence[AggregateTrial]) -> LatencyStats:

@@ -23,9 +23,9 @@ from optim.gate import checks as C
 from optim.gate.policy import Policy, ResolvedBudget, find_policy
 
 REPORT_SCHEMA_VERSION = 1
-REPORT_NAMES = {"json": "verify.json", "markdown": "verify.md", "junit": "verify.junit.xml", "html": "verify.html"}
-LIBRARIES = ("optim", "torch", "torchvision", "onnx", "onnxruntime", "nncf", "ai-edge-litert", "litert-torch",
-             "executorch", "torchao", "numpy", "scikit-learn", "scipy")
+from optim.gate.reports import REPORT_NAMES  # noqa: E402  (defined with the renderers: no verify ↔ reports cycle)
+#: libraries every run uses; each format adds its own (FormatSpec.libraries, .qat_libraries)
+LIBRARIES = ("optim", "torch", "torchvision", "numpy", "scikit-learn", "scipy")
 HOST_ACCURACY_NOTE = ("Accuracy is measured on the host runtime for each artifact (the same bytes that ship); "
                       "latency is measured on each listed device.")
 
@@ -33,7 +33,9 @@ HOST_ACCURACY_NOTE = ("Accuracy is measured on the host runtime for each artifac
 def library_versions() -> dict[str, str | None]:
     """Installed versions of the libraries that shape an artifact's numbers (None if absent)."""
     out = {}
-    for name in LIBRARIES:
+    from optim.runtimes.registry import all_libraries
+
+    for name in dict.fromkeys((*LIBRARIES, *all_libraries())):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -115,39 +115,5 @@ def load_calibration_set(root: str | Path, prep: Preprocessing, size: int = DEFA
     return CalibrationSet(batch=batch, paths=chosen, root=Path(root), available=len(paths), seed=seed)
 
 
-PT2E_CALIB_BATCH = 32
-
-
-def pt2e_prepare_and_calibrate(model, quantizer, input_shape: tuple[int, int, int, int], calib: np.ndarray | None,
-                               batch_size: int = PT2E_CALIB_BATCH):
-    """``torch.export`` → ``prepare_pt2e(quantizer)`` → calibration forward passes → return
-    the observed graph module (call ``convert_pt2e`` on it next).
-
-    The graph is exported with a dynamic batch dimension so that calibration runs in batches
-    of ``batch_size`` (PT2E's histogram observers cost per call: 100 single images took
-    131 s vs 13 s in batches of 25 for resnet18 at 32×32 on this host); if the model does not
-    export with a dynamic batch, it is calibrated one ``input_shape[0]``-sized batch at a time.
-    ``calib``: float32 N×C×H×W; None runs one all-zeros batch (enough for dynamic/weight
-    observers to see their shapes).
-    """
-    import torch
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-
-    n0 = input_shape[0]
-    sample = (torch.zeros(input_shape),)
-    try:
-        program = torch.export.export(model, (torch.zeros((max(2, n0), *input_shape[1:])),),
-                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
-        step = batch_size
-    except Exception:  # data-dependent or batch-specialised model: static batch
-        program = torch.export.export(model, sample)
-        step = n0
-    graph = prepare_pt2e(program.module(), quantizer)
-    with torch.no_grad():
-        if calib is None:
-            graph(*sample)
-        else:
-            last = len(calib) if step != n0 else len(calib) - n0 + 1
-            for i in range(0, max(last, 0), step):
-                graph(torch.from_numpy(np.ascontiguousarray(calib[i : i + step])))
-    return graph
+# PT2E calibration lives with the formats that use it (issue 12: no upward imports from runtimes)
+from optim.runtimes.pt2e import PT2E_CALIB_BATCH, pt2e_prepare_and_calibrate  # noqa: E402,F401

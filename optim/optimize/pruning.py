@@ -335,7 +335,7 @@ def save_pruned(model, card: ModelCard, path: str | Path, *, lineage: dict[str, 
 
     from optim.checkpoint import validate_lineage
     from optim.files import atomic_write_bytes
-    from optim.optimize.channel_spec import FORMAT_KEY, FORMAT_VERSION, channel_spec
+    from optim.channel_spec import FORMAT_KEY, FORMAT_VERSION, channel_spec
 
     path = Path(path)
     payload = {

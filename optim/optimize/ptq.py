@@ -25,12 +25,12 @@ from optim.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_TOOL_ERROR, InputError
 from optim.files import size_mb
 from optim.optimize.calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED, CalibrationSet, load_calibration_set
 from optim.optimize.export_checks import compare_outputs, summarize_check
-from optim.runtimes.artifact import FORMATS, SCHEMES, Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
-from optim.runtimes.registry import ExportFailed, get_format
+from optim.runtimes.artifact import SCHEMES, Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
+from optim.runtimes.registry import ExportFailed, default_formats, format_names, get_format
+from optim.runtimes.spec import FormatSpec
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FORMATS = ("onnx", "tflite", "pte")
 N_SYNTHETIC_CHECK_INPUTS = 8
 
 STATUS_OK = "ok"
@@ -157,23 +157,23 @@ def export_one(
     """Export one format × scheme into ``out_dir/<format>-<scheme>`` and check it; never raises
     for a library failure (it becomes ``status="export_failed"``)."""
     try:
-        module = get_format(fmt)
+        spec = get_format(fmt)
     except ToolError as e:
         return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(e))
-    if scheme not in module.SCHEMES:
-        err = ExportFailed(fmt, scheme, NotImplementedError(f"scheme {scheme} is not supported by the {fmt} exporter (supported: {', '.join(module.SCHEMES)})"))
+    if scheme not in spec.schemes:
+        err = ExportFailed(fmt, scheme, NotImplementedError(f"scheme {scheme} is not supported by the {fmt} exporter (supported: {', '.join(spec.schemes)})"))
         return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(err))
     return stage_checked_artifact(
-        module, scheme, out_dir,
-        lambda staging: module.export(copy.deepcopy(model), card, scheme, None if calib is None else calib.batch, staging),
-        card=card, source=source, libraries=module.LIBRARIES,
+        spec, scheme, out_dir,
+        lambda staging: spec.export(copy.deepcopy(model), card, scheme, None if calib is None else calib.batch, staging),
+        card=card, source=source, libraries=spec.libraries,
         calibration=calib.to_metadata() if (calib is not None and scheme == "int8") else None,
         check_batch=check_batch, check_desc=check_desc, reference=reference, threads=threads,
     )
 
 
 def stage_checked_artifact(
-    module, scheme: str, out_dir: Path, write: Callable[[Path], Any], *,
+    spec: FormatSpec, scheme: str, out_dir: Path, write: Callable[[Path], Any], *,
     card, source: dict[str, Any], libraries: Sequence[str], calibration: dict[str, Any] | None,
     check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray], threads: int | None = None,
 ) -> FormatResult:
@@ -181,12 +181,12 @@ def stage_checked_artifact(
 
     ``write(staging)`` writes the format's files and returns an
     :class:`optim.runtimes.registry.ExportOutput`; then ``artifact.json`` is written, the artifact
-    is run on its host runtime (``module.open_artifact``) against the torch ``reference`` outputs
+    is run on its host runtime (``spec.open_runtime``) against the torch ``reference`` outputs
     on ``check_batch``, and the staging directory is renamed to ``out_dir/<format>-<scheme>``.
     A library failure becomes ``status="export_failed"`` naming the format and operator (nothing
     is left behind); :class:`InputError` and interrupts propagate.
     """
-    fmt = module.FORMAT
+    fmt = spec.name
     final = out_dir / artifact_dir_name(fmt, scheme)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
@@ -206,7 +206,7 @@ def stage_checked_artifact(
             versions={"optim": library_versions("optim")["optim"], **library_versions(*libraries)},
         )
         try:
-            runtime = module.open_artifact(artifact, threads)
+            runtime = spec.open_runtime(artifact, threads)
             candidate = runtime.predict(check_batch)
             runtime.close()
         except Exception as e:
@@ -232,7 +232,7 @@ def stage_checked_artifact(
 def quantize(
     checkpoint: str | Path,
     *,
-    formats: str | Sequence[str] = DEFAULT_FORMATS,
+    formats: str | Sequence[str] | None = None,
     scheme: str | Sequence[str] = "int8",
     calib: str | Path | None = None,
     calib_size: int = DEFAULT_CALIB_SIZE,
@@ -245,7 +245,9 @@ def quantize(
 
     Args:
         checkpoint: checkpoint file (see :func:`optim.load_checkpoint`).
-        formats: ``"onnx"``, ``"tflite"``, ``"pte"`` — a sequence or comma-separated string.
+        formats: registered format names (:func:`optim.runtimes.registry.format_names`) — a
+            sequence or comma-separated string; None = the default formats
+            (:func:`optim.runtimes.registry.default_formats`).
         scheme: ``"fp32"``, ``"fp16"``, ``"int8"`` (static, per-channel weights, per-tensor
             activations) or ``"int8-dynamic"`` — one, several, or comma-separated.
         calib: directory of images (searched recursively; a golden set works) read with the
@@ -269,7 +271,7 @@ def quantize(
     from optim.checkpoint import load_checkpoint
     from optim.runtimes.base import TorchRuntime
 
-    fmts = _as_list(formats, FORMATS, "format")
+    fmts = _as_list(default_formats() if formats is None else formats, format_names(), "format")
     schemes = _as_list(scheme, SCHEMES, "scheme")
     if "int8" in schemes and calib is None:
         raise InputError(

@@ -36,8 +36,6 @@ from optim.model_card import ModelCard
 from optim.optimize.finetune import FinetuneConfig, TrainingDiverged, finetune
 from optim.optimize.ptq import STATUS_EXPORT_FAILED, FormatResult, QuantizeResult
 
-BACKEND_FORMATS = {"xnnpack": ("pte", "onnx"), "litert": ("tflite",)}
-FORMAT_BACKEND = {f: b for b, fs in BACKEND_FORMATS.items() for f in fs}
 
 
 # ---- quantizers ---------------------------------------------------------------------------
@@ -53,6 +51,24 @@ def litert_qat_quantizer():
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+
+
+#: QAT quantizer backends: name → quantizer factory. A format takes part in QAT by naming one
+#: of them as its ``FormatSpec.qat_backend`` and lowering the converted graph (``lower_qat``).
+QAT_BACKENDS: dict[str, Callable[[], Any]] = {"xnnpack": xnnpack_qat_quantizer, "litert": litert_qat_quantizer}
+#: backends whose converted graph keeps weight quantization unfolded (litert-torch wants it so, as in PTQ)
+UNFOLDED_BACKENDS = frozenset({"litert"})
+
+
+def backend_formats() -> dict[str, tuple[str, ...]]:
+    """``{backend: formats lowered from it}`` from the registered formats' ``qat_backend``."""
+    from optim.runtimes.registry import formats
+
+    out: dict[str, tuple[str, ...]] = {b: () for b in QAT_BACKENDS}
+    for name, spec in formats().items():
+        if spec.qat_backend in out:
+            out[spec.qat_backend] = (*out[spec.qat_backend], name)
+    return out
 
 
 @contextlib.contextmanager
@@ -86,21 +102,17 @@ def prepare_qat(model, card: ModelCard, backend: str, batch_size: int):
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    if backend not in BACKEND_FORMATS:
-        raise InputError(f"unknown QAT backend {backend!r}; known: {', '.join(BACKEND_FORMATS)}")
+    if backend not in QAT_BACKENDS:
+        raise InputError(f"unknown QAT backend {backend!r}; known: {', '.join(QAT_BACKENDS)}")
     x = torch.zeros((max(2, batch_size), *card.input.shape[1:]))
     try:
         gm = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},)).module()
     except Exception as e:
         raise ToolError(f"QAT: torch.export failed ({type(e).__name__}: {e})") from e
     try:
-        if backend == "xnnpack":
-            quantizer = xnnpack_qat_quantizer()
+        quantizer = QAT_BACKENDS[backend]()
+        with _litert_pattern_shim() if backend == "litert" else contextlib.nullcontext():
             prepared = prepare_qat_pt2e(gm, quantizer)
-        else:
-            quantizer = litert_qat_quantizer()
-            with _litert_pattern_shim():
-                prepared = prepare_qat_pt2e(gm, quantizer)
     except Exception as e:
         raise ToolError(f"QAT: prepare_qat_pt2e with the {backend} quantizer failed ({type(e).__name__}: {e})") from e
     return prepared, quantizer
@@ -119,53 +131,23 @@ def convert_qat(prepared, fold_quantize: bool = True):
 
 
 # ---- lowering -----------------------------------------------------------------------------
-def lower_pte(converted, card: ModelCard, out_dir: Path) -> dict[str, Any]:
-    """Converted graph → ``model.pte`` (XNNPACK-delegated). Returns the recipe."""
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+def lower(fmt: str, converted, card: ModelCard, quantizer, out_dir: Path):
+    """Lower ``converted`` to ``fmt`` in ``out_dir`` with the format's ``lower_qat``
+    (:class:`optim.runtimes.spec.FormatSpec`) → its ``ExportOutput``. Library chatter on
+    stdout (ExecuTorch's partitioner prints) goes to stderr, so that ``--json`` output stays
+    parseable. Raises InputError for a format without a QAT path."""
+    from optim.runtimes.registry import get_format
 
-    ep = torch.export.export(converted, (torch.zeros(card.input.shape),))
-    prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model.pte").write_bytes(prog.buffer)
-    return {"lowering": "executorch.exir.to_edge_transform_and_lower(XnnpackPartitioner)", "file": "model.pte"}
-
-
-def lower_onnx(converted, card: ModelCard, out_dir: Path) -> dict[str, Any]:
-    """Converted graph → ``model.onnx`` with QDQ pairs (torch.onnx.export, dynamo). Returns the recipe."""
-    import torch
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(converted, (torch.zeros(card.input.shape),), str(out_dir / "model.onnx"), dynamo=True, opset_version=18,
-                      input_names=[card.input.name], output_names=[h.name for h in card.heads], verbose=False)
-    return {"lowering": "torch.onnx.export(dynamo=True, opset 18): quantized_decomposed ops → QuantizeLinear/DequantizeLinear",
-            "file": "model.onnx"}
-
-
-def lower_tflite(converted, card: ModelCard, quantizer, out_dir: Path) -> dict[str, Any]:
-    """Converted graph → ``model.tflite`` (litert-torch with the same PT2E quantizer). Returns the recipe."""
-    import torch
-    import litert_torch
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    edge = litert_torch.convert(converted, (torch.zeros(card.input.shape),), quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    edge.export(str(out_dir / "model.tflite"))
-    return {"lowering": "litert_torch.convert(quant_config=QuantConfig(pt2e_quantizer=PT2EQuantizer(is_qat=True)))", "file": "model.tflite"}
-
-
-def lower(fmt: str, converted, card: ModelCard, quantizer, out_dir: Path) -> dict[str, Any]:
-    """Lower ``converted`` to ``fmt`` in ``out_dir``. Library chatter on stdout (ExecuTorch's
-    partitioner prints) goes to stderr, so that ``--json`` output stays parseable."""
-    import sys
-
-    fns = {"pte": lambda: lower_pte(converted, card, out_dir), "onnx": lambda: lower_onnx(converted, card, out_dir),
-           "tflite": lambda: lower_tflite(converted, card, quantizer, out_dir)}
-    if fmt not in fns:
-        raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMAT_BACKEND)}")
+    spec = get_format(fmt)
+    if spec.lower_qat is None:
+        raise InputError(f"format {fmt!r} has no QAT lowering; QAT formats: {', '.join(qat_formats())}")
     with contextlib.redirect_stdout(sys.stderr):
-        return fns[fmt]()
+        return spec.lower_qat(converted, card, quantizer, out_dir)
+
+
+def qat_formats() -> tuple[str, ...]:
+    """Registered formats with a QAT path (a known ``qat_backend`` and ``lower_qat``)."""
+    return tuple(f for fs in backend_formats().values() for f in fs)
 
 
 # ---- the whole job ------------------------------------------------------------------------
@@ -179,35 +161,6 @@ class QatResult(QuantizeResult):
         return {**super().to_dict(), "method": "qat", "training": self.training}
 
 
-def _artifact_specs(fmt: str, target: Path, card: ModelCard) -> tuple[list[dict], list[dict]]:
-    """Input/output tensor specs for ``artifact.json``, read back from the written file."""
-    if fmt == "onnx":
-        from optim.runtimes.onnx_format import _tensor_specs
-
-        return _tensor_specs(target, card)
-    if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        from optim.runtimes.tflite_format import _ordered_outputs, _tensor_spec
-
-        it = Interpreter(model_path=str(target))
-        heads = [h.name for h in card.heads]
-        return ([_tensor_spec(d) for d in it.get_input_details()],
-                [_tensor_spec(d, heads[i] if i < len(heads) else None) for i, d in enumerate(_ordered_outputs(it))])
-    # pte: the XNNPACK program takes and returns float32 (quantize/dequantize run inside)
-    inputs = [{"name": card.input.name, "shape": list(card.input.shape), "dtype": "float32", "layout": "NCHW", "quantization": None}]
-    outputs = [{"name": f"output_{i}", "shape": [card.input.shape[0], h.num_classes], "dtype": "float32", "head": h.name,
-                "quantization": None} for i, h in enumerate(card.heads)]  # as optim.runtimes.executorch_format writes them
-    return inputs, outputs
-
-
-FORMAT_LIBRARIES = {
-    "pte": ("torch", "torchao", "executorch"),
-    "onnx": ("torch", "torchao", "executorch", "onnx", "onnxscript", "onnxruntime"),
-    "tflite": ("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert"),
-}
-
-
 def _export_artifact(fmt: str, converted, quantizer, card: ModelCard, out_dir: Path, *, source: dict[str, Any],
                      training: dict[str, Any], check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray],
                      threads: int | None) -> FormatResult:
@@ -219,19 +172,17 @@ def _export_artifact(fmt: str, converted, quantizer, card: ModelCard, out_dir: P
 
     scheme = "int8"
     try:
-        module = get_format(fmt)
+        spec = get_format(fmt)
     except ToolError as e:
         return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(e))
 
     def write(staging: Path) -> ExportOutput:
-        recipe = lower(fmt, converted, card, quantizer, staging)
-        files = sorted(p.name for p in staging.iterdir() if p.is_file())
-        inputs, outputs = _artifact_specs(fmt, staging / recipe["file"], card)
-        recipe = {**recipe, "method": "qat", "quantizer": FORMAT_BACKEND[fmt], "training": training,
-                  "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor (learnt in QAT)"}
-        return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe=recipe)
+        exported = lower(fmt, converted, card, quantizer, staging)
+        exported.recipe = {**exported.recipe, "method": "qat", "quantizer": spec.qat_backend, "training": training,
+                           "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor (learnt in QAT)"}
+        return exported
 
-    return stage_checked_artifact(module, scheme, out_dir, write, card=card, source=source, libraries=FORMAT_LIBRARIES[fmt],
+    return stage_checked_artifact(spec, scheme, out_dir, write, card=card, source=source, libraries=spec.qat_libraries,
                                   calibration=None, check_batch=check_batch, check_desc=check_desc, reference=reference,
                                   threads=threads)
 
@@ -240,7 +191,7 @@ def quantize_qat(
     checkpoint: str | Path,
     *,
     train: str | Path,
-    formats: str | Sequence[str] = ("onnx", "tflite", "pte"),
+    formats: str | Sequence[str] | None = None,
     golden: str | Path | None = None,
     teacher: str | Path | None = None,
     config: FinetuneConfig | None = None,
@@ -259,7 +210,8 @@ def quantize_qat(
         checkpoint: the FP32 model to quantize (a pruned checkpoint works); also the teacher
             unless ``teacher`` is given.
         train: train split (golden-set format or an image-folder tree), never the gate's golden set.
-        formats: ``onnx``, ``tflite``, ``pte`` (sequence or comma-separated).
+        formats: formats with a QAT path (:func:`qat_formats`; sequence or comma-separated);
+            None = all of them.
         golden: the gate's golden set; training on it is refused.
         teacher: checkpoint of the FP32 teacher (default: ``checkpoint`` itself). For
             pruned + QAT, pass the unpruned original; its card must have the same heads.
@@ -281,7 +233,7 @@ def quantize_qat(
     from optim.runtimes.base import TorchRuntime
 
     info = on_info or (lambda m: None)
-    fmts = _as_list(formats, tuple(FORMAT_BACKEND), "format")
+    fmts = _as_list(qat_formats() if formats is None else formats, qat_formats(), "format")
     config = config or FinetuneConfig(epochs=1, lr=1e-4)
     check_not_golden(train, golden)
     loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
@@ -301,7 +253,7 @@ def quantize_qat(
               "card": str(loaded.card_path) if loaded.card_path else None, "lineage": loaded.lineage}
     out_dir = Path(out)
     result = QatResult(checkpoint=loaded.path, out_dir=out_dir)
-    by_backend = {b: [f for f in fs if f in fmts] for b, fs in BACKEND_FORMATS.items()}
+    by_backend = {b: [f for f in fs if f in fmts] for b, fs in backend_formats().items()}
     for backend, backend_fmts in by_backend.items():
         if not backend_fmts:
             continue
@@ -313,7 +265,7 @@ def quantize_qat(
                 prepared, quantizer = prepare_qat(copy.deepcopy(loaded.model), card, backend, config.batch_size)
             ft = finetune(prepared, teacher_model, card, data, config, run_dir, resume=resume, progress=progress,
                           on_warning=on_warning, desc=f"QAT {backend}")
-            converted = convert_qat(prepared, fold_quantize=backend == "xnnpack")
+            converted = convert_qat(prepared, fold_quantize=backend not in UNFOLDED_BACKENDS)
         except (InputError, TrainingDiverged):
             raise
         except Exception as e:

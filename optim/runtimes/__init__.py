@@ -1,7 +1,7 @@
 """Export targets and host runtimes: one module per format behind one interface.
 
 ``open_runtime(path)`` opens a checkpoint (torch eager, the FP32 reference) or an exported
-artifact directory, whichever ``path`` is. Formats are listed in
+artifact directory, whichever ``path`` is. Formats are :class:`~optim.runtimes.spec.FormatSpec` objects listed by
 :mod:`optim.runtimes.registry`; artifacts are described in :mod:`optim.runtimes.artifact`.
 """
 
@@ -32,7 +32,7 @@ def open_runtime(path: str | Path, threads: int | None = None, **load_kwargs) ->
         from optim.runtimes.registry import get_format
 
         artifact = Artifact.load(path)
-        return get_format(artifact.format).open_artifact(artifact, threads)
+        return get_format(artifact.format).open_runtime(artifact, threads)
     if path.is_dir():
         from optim.errors import InputError
 

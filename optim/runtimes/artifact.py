@@ -15,7 +15,7 @@ refuses it. MB = 10^6 bytes.
 ``artifact.json`` (schema_version 1) holds::
 
     {"schema_version": 1,
-     "format": "onnx" | "tflite" | "pte",
+     "format": a registered format name (optim.runtimes.registry),
      "scheme": "fp32" | "fp16" | "int8" | "int8-dynamic",
      "files": [{"name": relative path, "bytes": int, "sha256": hex}, ...],
      "size_bytes": int, "size_mb": float,
@@ -48,7 +48,6 @@ from optim.model_card import ModelCard
 
 METADATA_FILE = "artifact.json"
 SCHEMA_VERSION = 1
-FORMATS = ("onnx", "tflite", "pte")
 SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
 
 
@@ -258,8 +257,10 @@ def write_metadata(
     format/scheme or a missing file.
     """
     artifact_dir = Path(artifact_dir)
-    if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    from optim.runtimes.registry import format_names
+
+    if fmt not in format_names():
+        raise InputError(f"unknown format {fmt!r}; known: {', '.join(format_names())}")
     if scheme not in SCHEMES:
         raise InputError(f"unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
     entries = []

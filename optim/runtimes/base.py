@@ -21,7 +21,7 @@ class Runtime(ABC):
     """A loaded model ready to predict on the host.
 
     Attributes:
-        format: registry name of the format (``"torch"``, ``"onnx"``, ``"tflite"``, ``"pte"``).
+        format: registry name of the format (``"torch"`` for the eager reference).
         card: the model card (input spec, preprocessing, heads).
         max_batch: largest N one call of :meth:`_predict_batch` accepts (None = any).
         threads: CPU threads the runtime was configured with (None = library default).

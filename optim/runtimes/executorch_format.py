@@ -29,7 +29,9 @@ from optim.errors import InputError
 from optim.model_card import ModelCard
 from optim.runtimes.artifact import Artifact
 from optim.runtimes.base import Runtime
-from optim.runtimes.registry import ExportOutput
+from optim.runtimes.device_tool import DeviceReader, DeviceTool, ToolCall, ToolOutput, ToolRunError
+from optim.runtimes.spec import ExportOutput
+from optim.runtimes.spec import FormatSpec
 
 FORMAT = "pte"
 SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
@@ -83,7 +85,7 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-        from optim.optimize.calibration import pt2e_prepare_and_calibrate
+        from optim.runtimes.pt2e import pt2e_prepare_and_calibrate
 
         dynamic = scheme == "int8-dynamic"
         if not dynamic and (calib is None or len(calib) == 0):
@@ -99,14 +101,18 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
     program = torch.export.export(graph, sample)
     et = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
     (out_dir / MODEL_FILE).write_bytes(et.buffer)
+    inputs, outputs = tensor_specs(out_dir / MODEL_FILE, card)
+    return ExportOutput(files=[MODEL_FILE], inputs=inputs, outputs=outputs, recipe=recipe)
+
+
+def tensor_specs(model_path: Path, card: ModelCard) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Tensor specs of a ``.pte`` optim wrote: the XNNPACK program takes and returns float32
+    (quantize/dequantize run inside), with the card's fixed batch."""
     shape = list(card.input.shape)
-    return ExportOutput(
-        files=[MODEL_FILE],
-        inputs=[{"name": card.input.name, "shape": shape, "dtype": "float32", "layout": "NCHW", "quantization": None}],
-        outputs=[{"name": f"output_{i}", "shape": [shape[0], h.num_classes], "dtype": "float32", "head": h.name,
-                  "quantization": None} for i, h in enumerate(card.heads)],
-        recipe=recipe,
-    )
+    inputs = [{"name": card.input.name, "shape": shape, "dtype": "float32", "layout": "NCHW", "quantization": None}]
+    outputs = [{"name": f"output_{i}", "shape": [shape[0], h.num_classes], "dtype": "float32", "head": h.name,
+                "quantization": None} for i, h in enumerate(card.heads)]
+    return inputs, outputs
 
 
 class ExecuTorchRuntime(Runtime):
@@ -141,3 +147,64 @@ class ExecuTorchRuntime(Runtime):
 def open_artifact(artifact: Artifact, threads: int | None = None) -> ExecuTorchRuntime:
     """Open a ``.pte`` artifact on the ExecuTorch runtime."""
     return ExecuTorchRuntime(artifact, threads)
+
+
+def sidecars(model_file: Path) -> list[Path]:
+    """ExecuTorch named-data files (``*.ptd``) next to a bare ``.pte``."""
+    return sorted(model_file.parent.glob("*.ptd"))
+
+
+# ---- QAT ----------------------------------------------------------------------------------
+def lower_qat(converted, card: ModelCard, quantizer, out_dir: Path) -> ExportOutput:
+    """A QAT-converted PT2E graph (XNNPACK quantizer) → ``model.pte`` (XNNPACK-delegated)."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    out_dir = Path(out_dir)
+    ep = torch.export.export(converted, (torch.zeros(card.input.shape),))
+    prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MODEL_FILE).write_bytes(prog.buffer)
+    inputs, outputs = tensor_specs(out_dir / MODEL_FILE, card)
+    return ExportOutput(files=[MODEL_FILE], inputs=inputs, outputs=outputs, recipe={
+        "lowering": "executorch.exir.to_edge_transform_and_lower(XnnpackPartitioner)", "file": MODEL_FILE})
+
+
+# ---- on-device tool: executor_runner -------------------------------------------------------
+LOGCAT_TAG = "ExecuTorch"
+
+
+def executor_runner_command(call: ToolCall) -> list[str]:
+    """``executor_runner --model_path=… --num_executions=warmup+runs --cpu_threads=N``
+    (+ ``--data_path`` for a ``.ptd`` sidecar)."""
+    args = [call.tool, f"--model_path={call.model}", f"--num_executions={call.expected}", f"--cpu_threads={call.threads}"]
+    ptd = [p for p in call.extra if p.endswith(".ptd")]
+    if ptd:
+        args.append(f"--data_path={ptd[0]}")
+    return args
+
+
+def parse_executor_runner_output(text: str, call: ToolCall, read: DeviceReader) -> ToolOutput:
+    """Per-iteration times from stdout/stderr; Android-PAL builds log to logcat (tag
+    ``ExecuTorch``) instead, read when stdout has none."""
+    from optim.runtimes.tool_parsers import parse_executor_runner
+
+    try:
+        return parse_executor_runner(text, expected=call.expected)
+    except ToolRunError:
+        log = read(f"logcat -d -v raw -s {LOGCAT_TAG}", "reading executor_runner's logcat") or ""
+        if "Iteration" not in log:
+            raise
+        return parse_executor_runner(log, expected=call.expected)
+
+
+SPEC = FormatSpec(
+    name=FORMAT, suffix=".pte", model_file=MODEL_FILE, schemes=SCHEMES, libraries=LIBRARIES,
+    export=export, open_runtime=open_artifact, tensor_specs=tensor_specs, sidecars=sidecars,
+    runtime_modules=("torch", "executorch.runtime"),
+    qat_backend="xnnpack", lower_qat=lower_qat, qat_libraries=("torch", "torchao", "executorch"),
+    device_tool=DeviceTool("executor_runner", executor_runner_command, parse_executor_runner_output,
+                           before_trial="logcat -c", description="ExecuTorch executor_runner (arm64-v8a) for .pte."),
+    description="ExecuTorch .pte (XNNPACK delegate)",
+)

@@ -27,7 +27,9 @@ from optim.errors import InputError
 from optim.model_card import ModelCard
 from optim.runtimes.artifact import Artifact
 from optim.runtimes.base import Runtime
-from optim.runtimes.registry import ExportOutput
+from optim.runtimes.device_tool import DeviceReader, DeviceTool, ToolCall, ToolOutput, ToolRunError
+from optim.runtimes.spec import ExportOutput
+from optim.runtimes.spec import FormatSpec
 
 FORMAT = "onnx"
 SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
@@ -57,7 +59,8 @@ def _export_fp32(model, card: ModelCard, path: Path) -> dict[str, Any]:
     return {"exporter": "torch.onnx.export(dynamo=True, optimize=True)", "opset": OPSET, "dynamic_batch": dynamic}
 
 
-def _tensor_specs(model_path: Path, card: ModelCard) -> tuple[list[dict], list[dict]]:
+def tensor_specs(model_path: Path, card: ModelCard) -> tuple[list[dict], list[dict]]:
+    """Input/output tensor specs of the ONNX model at ``model_path`` (external data not loaded)."""
     import onnx
 
     m = onnx.load(str(model_path), load_external_data=False)
@@ -134,7 +137,7 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
                 "activations": "uint8 per-tensor, computed at run time",
             }
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name != "artifact.json")
-    inputs, outputs = _tensor_specs(target, card)
+    inputs, outputs = tensor_specs(target, card)
     return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe=recipe)
 
 
@@ -174,3 +177,66 @@ class OnnxRuntime(Runtime):
 def open_artifact(artifact: Artifact, threads: int | None = None) -> OnnxRuntime:
     """Open an ONNX artifact on ONNX Runtime (CPU)."""
     return OnnxRuntime(artifact, threads)
+
+
+def sidecars(model_file: Path) -> list[Path]:
+    """External-data files a bare ``.onnx`` file needs next to it (``model.onnx.data`` or
+    ``model.data``)."""
+    return [c for c in (model_file.with_name(model_file.name + ".data"), model_file.with_suffix(".data")) if c.is_file()]
+
+
+# ---- QAT ----------------------------------------------------------------------------------
+def lower_qat(converted, card: ModelCard, quantizer, out_dir: Path) -> ExportOutput:
+    """A QAT-converted PT2E graph (XNNPACK quantizer) → ``model.onnx`` with QDQ pairs
+    (``torch.onnx.export``, dynamo): the learnt scales become QuantizeLinear/DequantizeLinear."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(converted, (torch.zeros(card.input.shape),), str(out_dir / MODEL_FILE), dynamo=True,
+                      opset_version=OPSET, input_names=[card.input.name], output_names=[h.name for h in card.heads],
+                      verbose=False)
+    inputs, outputs = tensor_specs(out_dir / MODEL_FILE, card)
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
+    return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe={
+        "lowering": "torch.onnx.export(dynamo=True, opset 18): quantized_decomposed ops → QuantizeLinear/DequantizeLinear",
+        "file": MODEL_FILE})
+
+
+# ---- on-device tool: onnxruntime_perf_test --------------------------------------------------
+def perf_test_command(call: ToolCall) -> list[str]:
+    """``onnxruntime_perf_test -e cpu -m times -r N -x THREADS -s -I MODEL RESULT_FILE``."""
+    return [call.tool, "-e", "cpu", "-m", "times", "-r", str(call.expected), "-x", str(call.threads), "-s", "-I",
+            call.model, call.result_file]
+
+
+def parse_perf_test(text: str, call: ToolCall, read: DeviceReader) -> ToolOutput:
+    """The per-run result file first (per-iteration times); the ``-s`` summary on stdout when
+    the file is missing (aggregates only, noted). Raises ToolRunError on unreadable output or
+    fewer runs than asked."""
+    from optim.runtimes.tool_parsers import parse_ort_perf_test, parse_ort_result_file
+
+    result = read(f"cat {call.result_file}", "reading the onnxruntime_perf_test result file")
+    if result and result.strip():
+        out = parse_ort_result_file(result)
+        if len(out.latencies_ms) < call.expected:  # type: ignore[arg-type]
+            raise ToolRunError(f"onnxruntime_perf_test recorded {len(out.latencies_ms)} of {call.expected} runs")  # type: ignore[arg-type]
+        if out.peak_memory_mb is None:
+            out.peak_memory_mb = parse_ort_perf_test(text).peak_memory_mb
+        return out
+    out = parse_ort_perf_test(text)
+    out.notes.append("onnxruntime_perf_test wrote no per-run result file: its own aggregate statistics were used "
+                     "(warm-up runs not separable)")
+    return out
+
+
+SPEC = FormatSpec(
+    name=FORMAT, suffix=".onnx", model_file=MODEL_FILE, schemes=SCHEMES, libraries=LIBRARIES,
+    export=export, open_runtime=open_artifact, tensor_specs=tensor_specs, sidecars=sidecars,
+    runtime_modules=("onnxruntime",),
+    qat_backend="xnnpack", lower_qat=lower_qat,
+    qat_libraries=("torch", "torchao", "executorch", "onnx", "onnxscript", "onnxruntime"),
+    device_tool=DeviceTool("onnxruntime_perf_test", perf_test_command, parse_perf_test,
+                           description="onnxruntime_perf_test (arm64-v8a) for .onnx."),
+    description="ONNX (ONNX Runtime, CPU execution provider)",
+)

@@ -1,101 +1,114 @@
-"""Format registry: format name → the module that exports and runs it.
+"""Format registry: format name → its :class:`~optim.runtimes.spec.FormatSpec`.
 
-Adding a format = one module implementing the protocol below + one line in ``FORMAT_MODULES``.
-
-A format module defines:
-
-* ``FORMAT: str`` — its registry name (``"onnx"``);
-* ``SCHEMES: tuple[str, ...]`` — the schemes it can export (subset of
-  :data:`optim.runtimes.artifact.SCHEMES`);
-* ``LIBRARIES: tuple[str, ...]`` — distribution names whose versions go into ``artifact.json``;
-* ``export(model, card, scheme, calib, out_dir) -> ExportOutput`` — write the artifact files
-  of an FP32 eval-mode ``nn.Module`` into the empty directory ``out_dir``; ``calib`` is the
-  float32 N×C×H×W calibration batch (required for ``int8``, else may be None);
-* ``open_artifact(artifact, threads) -> Runtime`` — the host runtime for an artifact.
+The built-in formats are the ``SPEC`` objects of the modules in :data:`BUILTIN_MODULES`;
+third-party formats register through the Python entry-point group ``optim.formats``
+(``[project.entry-points."optim.formats"] myfmt = "mypkg.myfmt:SPEC"``), discovered with
+:func:`importlib.metadata.entry_points`. Adding a format is one module defining ``SPEC`` and
+one entry point; nothing else in optim names it.
 """
 
 from __future__ import annotations
 
 import importlib
-import re
-from dataclasses import dataclass, field
-from types import ModuleType
+from importlib.metadata import entry_points
 from typing import Any
 
 from optim.errors import InputError, ToolError
+from optim.runtimes.spec import ExportFailed, ExportOutput, FormatSpec, operator_from_error
 
-FORMAT_MODULES: dict[str, str] = {
-    "onnx": "optim.runtimes.onnx_format",
-    "tflite": "optim.runtimes.tflite_format",
-    "pte": "optim.runtimes.executorch_format",
-}
+__all__ = ["ENTRY_POINT_GROUP", "ExportFailed", "ExportOutput", "FormatSpec", "all_libraries", "default_formats",
+           "device_tools", "format_for_suffix", "format_for_tool", "format_names", "formats", "get_format",
+           "operator_from_error"]
+
+ENTRY_POINT_GROUP = "optim.formats"
+BUILTIN_MODULES = ("optim.runtimes.onnx_format", "optim.runtimes.tflite_format", "optim.runtimes.executorch_format")
 
 
-def get_format(name: str) -> ModuleType:
-    """The module implementing format ``name``.
+def _load_spec(obj: Any, where: str) -> FormatSpec:
+    if isinstance(obj, FormatSpec):
+        return obj
+    spec = getattr(obj, "SPEC", None)
+    if isinstance(spec, FormatSpec):
+        return spec
+    raise ToolError(f"{where} is not a optim FormatSpec (nor a module defining SPEC = FormatSpec(...))")
 
-    Raises :class:`InputError` for an unknown name, :class:`ToolError` if its module (or a
-    library it needs) cannot be imported.
+
+def formats() -> dict[str, FormatSpec]:
+    """Every registered format, built-ins first, in a stable order: ``{name: FormatSpec}``.
+
+    Read afresh on each call (entry points may change when plugins are installed). Spec
+    modules import only light dependencies at top level; the formats' libraries load when
+    a spec's functions run. Raises :class:`ToolError` when a plug-in cannot be loaded, is not
+    a ``FormatSpec``, or reuses the name or suffix of another format (never a silent override).
     """
-    if name not in FORMAT_MODULES:
-        raise InputError(f"unknown format {name!r}; known formats: {', '.join(FORMAT_MODULES)}")
-    try:
-        return importlib.import_module(FORMAT_MODULES[name])
-    except ImportError as e:
-        raise ToolError(f"format {name!r} is not available: {FORMAT_MODULES[name]} cannot be imported ({e})") from e
+    out: dict[str, FormatSpec] = {}
+    suffixes: dict[str, str] = {}
+
+    def add(spec: FormatSpec, where: str) -> None:
+        if spec.name in out:
+            raise ToolError(f"format {spec.name!r} from {where} is already registered; uninstall one of them")
+        if spec.suffix in suffixes:
+            raise ToolError(f"format {spec.name!r} from {where} claims suffix {spec.suffix} of format "
+                            f"{suffixes[spec.suffix]!r}; a suffix names one format")
+        out[spec.name] = spec
+        suffixes[spec.suffix] = spec.name
+
+    for mod in BUILTIN_MODULES:
+        try:
+            module = importlib.import_module(mod)
+        except ImportError as e:
+            raise ToolError(f"built-in format module {mod} cannot be imported ({e}); reinstall optim") from e
+        add(_load_spec(module, mod), mod)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        where = f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP})"
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken plug-in names itself
+            raise ToolError(f"{where} cannot be loaded: {type(e).__name__}: {e}") from e
+        spec = _load_spec(obj, where)
+        if spec.name != ep.name:
+            raise ToolError(f"{where} defines format {spec.name!r}; the entry point must be named after it")
+        add(spec, where)
+    return out
 
 
-@dataclass
-class ExportOutput:
-    """What a format's ``export`` wrote.
-
-    Attributes:
-        files: relative names of every file the runtime needs (no metadata).
-        inputs / outputs: tensor specs ``{"name", "shape", "dtype", "layout"?, "head"?,
-            "quantization": None | {"scale": float, "zero_point": int}}``.
-        recipe: how the export was made (library calls, options) for ``artifact.json``.
-    """
-
-    files: list[str]
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-    recipe: dict[str, Any] = field(default_factory=dict)
+def format_names() -> tuple[str, ...]:
+    """Names of every registered format."""
+    return tuple(formats())
 
 
-class ExportFailed(ToolError):
-    """A format's exporter failed; names the format, the scheme and (when it can be found) the operator."""
-
-    def __init__(self, fmt: str, scheme: str, cause: BaseException, operator: str | None = None):
-        self.format = fmt
-        self.scheme = scheme
-        self.operator = operator or operator_from_error(cause)
-        self.cause = cause
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
-        op = f" at operator {self.operator}" if self.operator else ""
-        super().__init__(f"{fmt} export ({scheme}) failed{op}: {type(cause).__name__}: {first}")
+def default_formats() -> tuple[str, ...]:
+    """Formats ``optim quantize`` exports when given none (``FormatSpec.default``)."""
+    return tuple(n for n, s in formats().items() if s.default)
 
 
-_OP_PATTERNS = (
-    r"(aten[.:]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)",  # aten::foo / aten.foo.default
-    r"(torchvision[.:]{1,2}[A-Za-z0-9_]+)",
-    r"[Oo]p(?:erator)?(?: type)?[ :=]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",  # "operator Foo", "op_type: Foo"
-    r"implementation for ([A-Za-z][A-Za-z0-9_]*)\(",  # ONNX Runtime: "Could not find an implementation for QLinearConv(10) node"
-    r"running ([A-Za-z][A-Za-z0-9_]*) node",  # ONNX Runtime: "... while running QLinearConv node. Name: ..."
-    r"node[ :]+['\"]?([A-Za-z][A-Za-z0-9_.:]+)",
-)
+def get_format(name: str) -> FormatSpec:
+    """The spec of format ``name``. Raises :class:`InputError` for an unknown name."""
+    known = formats()
+    if name not in known:
+        raise InputError(f"unknown format {name!r}; known formats: {', '.join(known)}")
+    return known[name]
 
 
-def operator_from_error(exc: BaseException) -> str | None:
-    """Best-effort operator name from an exporter's error text (``aten.foo.default``,
-    ``QLinearConv`` ...), looking through the exception chain; None if none is named."""
-    seen = 0
-    e: BaseException | None = exc
-    while e is not None and seen < 8:
-        text = str(e)
-        for pat in _OP_PATTERNS:
-            m = re.search(pat, text)
-            if m:
-                return m.group(1).rstrip(".,:'\"")
-        e = e.__cause__ or e.__context__
-        seen += 1
-    return None
+def format_for_suffix(suffix: str) -> FormatSpec | None:
+    """The format whose model files end with ``suffix`` (``".onnx"``), or None."""
+    return next((s for s in formats().values() if s.suffix == suffix), None)
+
+
+def format_for_tool(tool: str) -> FormatSpec | None:
+    """The format benchmarked on devices by the on-device tool ``tool``, or None."""
+    return next((s for s in formats().values() if s.device_tool is not None and s.device_tool.name == tool), None)
+
+
+def device_tools() -> dict[str, FormatSpec]:
+    """``{tool name: format spec}`` for every format with an on-device tool."""
+    return {s.device_tool.name: s for s in formats().values() if s.device_tool is not None}
+
+
+def all_libraries() -> tuple[str, ...]:
+    """Every distribution any registered format records (PTQ and QAT), deduplicated, in order."""
+    seen: dict[str, None] = {}
+    for s in formats().values():
+        for lib in (*s.libraries, *s.qat_libraries):
+            seen.setdefault(lib, None)
+    return tuple(seen)

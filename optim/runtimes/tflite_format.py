@@ -32,7 +32,9 @@ from optim.errors import InputError
 from optim.model_card import ModelCard
 from optim.runtimes.artifact import Artifact
 from optim.runtimes.base import Runtime
-from optim.runtimes.registry import ExportOutput
+from optim.runtimes.device_tool import DeviceReader, DeviceTool, ToolCall, ToolOutput
+from optim.runtimes.spec import ExportOutput
+from optim.runtimes.spec import FormatSpec
 
 FORMAT = "tflite"
 SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
@@ -45,7 +47,7 @@ def _pt2e_quantize(model, card: ModelCard, calib: np.ndarray | None, dynamic: bo
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    from optim.optimize.calibration import pt2e_prepare_and_calibrate
+    from optim.runtimes.pt2e import pt2e_prepare_and_calibrate
 
     quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
     graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, calib)
@@ -127,17 +129,18 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
             "activations": "int8 per-tensor, computed at run time" if dynamic else "int8 per-tensor (histogram observer)",
             "calibration_images": None if dynamic else len(calib),
         }
+    inputs, outputs = tensor_specs(target, card)
+    return ExportOutput(files=[MODEL_FILE], inputs=inputs, outputs=outputs, recipe=recipe)
+
+
+def tensor_specs(model_path: Path, card: ModelCard) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Input/output tensor specs of the ``.tflite`` at ``model_path`` (read with the interpreter)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(target))
-    outs = _ordered_outputs(it)
+    it = Interpreter(model_path=str(model_path))
     heads = [h.name for h in card.heads]
-    return ExportOutput(
-        files=[MODEL_FILE],
-        inputs=[_tensor_spec(d) for d in it.get_input_details()],
-        outputs=[_tensor_spec(d, heads[i] if i < len(heads) else None) for i, d in enumerate(outs)],
-        recipe=recipe,
-    )
+    return ([_tensor_spec(d) for d in it.get_input_details()],
+            [_tensor_spec(d, heads[i] if i < len(heads) else None) for i, d in enumerate(_ordered_outputs(it))])
 
 
 def _ordered_outputs(it) -> list[dict[str, Any]]:
@@ -204,3 +207,49 @@ class LiteRtRuntime(Runtime):
 def open_artifact(artifact: Artifact, threads: int | None = None) -> LiteRtRuntime:
     """Open a TFLite artifact on the ai-edge-litert interpreter."""
     return LiteRtRuntime(artifact, threads)
+
+
+# ---- QAT ----------------------------------------------------------------------------------
+def lower_qat(converted, card: ModelCard, quantizer, out_dir: Path) -> ExportOutput:
+    """A QAT-converted PT2E graph (litert quantizer) → ``model.tflite`` (litert-torch with the
+    same PT2E quantizer)."""
+    import litert_torch
+    import torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    edge = litert_torch.convert(converted, (torch.zeros(card.input.shape),), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    edge.export(str(out_dir / MODEL_FILE))
+    inputs, outputs = tensor_specs(out_dir / MODEL_FILE, card)
+    return ExportOutput(files=[MODEL_FILE], inputs=inputs, outputs=outputs, recipe={
+        "lowering": "litert_torch.convert(quant_config=QuantConfig(pt2e_quantizer=PT2EQuantizer(is_qat=True)))",
+        "file": MODEL_FILE})
+
+
+# ---- on-device tool: benchmark_model -------------------------------------------------------
+def benchmark_model_command(call: ToolCall) -> list[str]:
+    """LiteRT ``benchmark_model`` with the warm-up/timed counts fixed (no time limits) and
+    peak-memory reporting on."""
+    return [call.tool, f"--graph={call.model}", f"--num_threads={call.threads}", f"--warmup_runs={call.warmup}",
+            "--warmup_min_secs=0", f"--num_runs={call.runs}", "--min_secs=0", "--max_secs=3600",
+            "--report_peak_memory_footprint=true"]
+
+
+def parse_benchmark_model_output(text: str, call: ToolCall, read: DeviceReader) -> ToolOutput:
+    """Aggregates of the timed phase (see :func:`optim.runtimes.tool_parsers.parse_benchmark_model`)."""
+    from optim.runtimes.tool_parsers import parse_benchmark_model
+
+    return parse_benchmark_model(text)
+
+
+SPEC = FormatSpec(
+    name=FORMAT, suffix=".tflite", model_file=MODEL_FILE, schemes=SCHEMES, libraries=LIBRARIES,
+    export=export, open_runtime=open_artifact, tensor_specs=tensor_specs,
+    runtime_modules=("ai_edge_litert.interpreter",),
+    qat_backend="litert", lower_qat=lower_qat,
+    qat_libraries=("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert"),
+    device_tool=DeviceTool("benchmark_model", benchmark_model_command, parse_benchmark_model_output,
+                           description="LiteRT/TFLite benchmark_model (arm64-v8a) for .tflite."),
+    description="TFLite / LiteRT (ai-edge-litert interpreter)",
+)

@@ -9,6 +9,9 @@ from typing import Any
 
 from optim.files import atomic_write_bytes, atomic_write_json
 
+#: file names of the four reports (re-exported by optim.gate.verify)
+REPORT_NAMES = {"json": "verify.json", "markdown": "verify.md", "junit": "verify.junit.xml", "html": "verify.html"}
+
 
 def write_reports(report: dict[str, Any], out: Path) -> dict[str, Path]:
     """Write verify.json, verify.md, verify.junit.xml and verify.html into ``out``;
@@ -16,7 +19,6 @@ def write_reports(report: dict[str, Any], out: Path) -> dict[str, Path]:
     from optim.gate.reports.html import render_html
     from optim.gate.reports.junit import render_junit
     from optim.gate.reports.markdown import render_markdown
-    from optim.gate.verify import REPORT_NAMES
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": atomic_write_json(out / REPORT_NAMES["json"], report)}
