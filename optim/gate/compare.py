@@ -59,7 +59,6 @@ from optim.gate import checks as C
 from optim.gate.policy import Policy, ResolvedBudget, find_policy
 
 REPORT_SCHEMA_VERSION = 1
-REPORT_NAMES = {"json": "compare.json", "markdown": "compare.md", "html": "compare.html"}
 #: metrics the recommendation and the Pareto plot may rank on (a key of ``heads[h].metrics``)
 RANK_METRICS = ("top1", "top2", "top5", "macro_f1", "tail_top1", "tail_macro_f1")
 #: an explicit display name (``NAME=PATH``)
@@ -631,7 +630,7 @@ def compare(
     }
     result = CompareResult(report)
     if out is not None:
-        from optim.gate.reports.compare_report import write_compare_reports
+        from optim.gate.reports.compare_html import write_compare_reports
 
         result.paths = write_compare_reports(report, Path(out))
     return result

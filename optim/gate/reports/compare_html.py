@@ -9,7 +9,15 @@ import html
 from typing import Any
 
 from optim.gate.reports.compare_plots import pareto_plot
-from optim.gate.reports.compare_report import PAIR_TITLES, leaderboard, metric_label, pair_rows
+from optim.files import atomic_write_bytes, atomic_write_json
+from optim.gate.reports.compare_report import (
+    PAIR_TITLES,
+    REPORT_NAMES,
+    leaderboard,
+    metric_label,
+    pair_rows,
+    render_markdown,
+)
 from optim.gate.reports.html import CSS
 
 
@@ -68,3 +76,13 @@ def render_html(report: dict[str, Any]) -> str:
                  "candidate's own FP32 reference; ms; MB = 10^6 bytes; ★ = recommended. "
                  + _e(" ".join(report.get("notes") or [])) + "</p></body></html>")
     return "\n".join(parts)
+
+
+def write_compare_reports(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write compare.json, compare.md and compare.html (self-contained, with the Pareto plot)
+    into ``out``, each atomically; returns {kind: path}."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": atomic_write_json(out / REPORT_NAMES["json"], report)}
+    paths["markdown"] = atomic_write_bytes(out / REPORT_NAMES["markdown"], render_markdown(report).encode())
+    paths["html"] = atomic_write_bytes(out / REPORT_NAMES["html"], render_html(report).encode())
+    return paths

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from optim.files import atomic_write_bytes, atomic_write_json
+REPORT_NAMES = {"json": "compare.json", "markdown": "compare.md", "html": "compare.html"}
+
 
 METRIC_LABEL = {"top1": "top-1", "macro_f1": "macro-F1", "tail_top1": "tail-class top-1", "head_top1": "head-class top-1",
                 "tail_macro_f1": "tail-tag macro-F1", "head_macro_f1": "head-tag macro-F1"}
@@ -160,16 +161,3 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "Units: metrics in percent with 95 % intervals; Δ in percentage points versus each candidate's own FP32 "
               "reference; ms; MB = 10^6 bytes. ★ = recommended. " + " ".join(report.get("notes") or []), ""]
     return "\n".join(lines)
-
-
-def write_compare_reports(report: dict[str, Any], out: Path) -> dict[str, Path]:
-    """Write compare.json, compare.md and compare.html (self-contained, with the Pareto plot)
-    into ``out``, each atomically; returns {kind: path}."""
-    from optim.gate.compare import REPORT_NAMES
-    from optim.gate.reports.compare_html import render_html
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": atomic_write_json(out / REPORT_NAMES["json"], report)}
-    paths["markdown"] = atomic_write_bytes(out / REPORT_NAMES["markdown"], render_markdown(report).encode())
-    paths["html"] = atomic_write_bytes(out / REPORT_NAMES["html"], render_html(report).encode())
-    return paths
