@@ -62,7 +62,7 @@ def _package(module: str) -> str:
 
 #: known offenders outside issue 12's slice (optim/golden_sets/* belongs to the issue-14 work in
 #: progress): remove the entry when the helpers become public. The test fails if an entry is stale.
-KNOWN_PRIVATE_IMPORTS = {"optim/cli/eval_cmd.py: from optim.golden_sets.report import _interval, _num, _pct"}
+KNOWN_PRIVATE_IMPORTS: set[str] = set()
 
 
 def test_no_private_names_are_imported_across_packages():

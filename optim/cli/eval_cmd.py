@@ -66,7 +66,7 @@ def command(target: str, golden: str, reference: str | None, tail_max_count: int
     intervals, top-1 agreement, exact McNemar p and the classes whose drop is significant."""
     from optim.golden_sets.evaluate import evaluate
     from optim.cli.output import progress
-    from optim.golden_sets.report import _interval, _num, _pct, summary_rows
+    from optim.golden_sets.report import format_interval, format_number, format_percent, summary_rows
 
     s = state()
     bars: dict = {}
@@ -101,19 +101,19 @@ def command(target: str, golden: str, reference: str | None, tail_max_count: int
         d = h.get("delta")
         if h["kind"] == "multiclass":
             if d:
-                s.console.print(f"top-1 agreement {_pct(d['agreement'])}, exact McNemar p = {_num(d['mcnemar_p'])}; "
+                s.console.print(f"top-1 agreement {format_percent(d['agreement'])}, exact McNemar p = {format_number(d['mcnemar_p'])}; "
                                 f"significant per-class drops: {', '.join(d['significant_drops']) or 'none'}")
             deltas = {r["label"]: r for r in (d or {}).get("per_class", [])}
             rows = [r for r in h["per_class"] if len(h["per_class"]) <= MAX_CLASS_ROWS or deltas.get(r["label"], {}).get("significant")]
             if rows:
                 s.console.print(make_table(None, ["class", "tail", "support", "precision", "recall", "F1", "Δ top-1 pp [95 % CI]"],
-                                           [[r["label"], "yes" if r["is_tail"] else "", r["support"], _num(r["precision"]), _num(r["recall"]),
-                                             _num(r["f1"]), _interval(deltas.get(r["label"]))] for r in rows]))
+                                           [[r["label"], "yes" if r["is_tail"] else "", r["support"], format_number(r["precision"]), format_number(r["recall"]),
+                                             format_number(r["f1"]), format_interval(deltas.get(r["label"]))] for r in rows]))
         elif h.get("per_tag"):
             if d:
-                s.console.print(f"tag-set agreement {_pct(d['agreement'])}")
+                s.console.print(f"tag-set agreement {format_percent(d['agreement'])}")
             s.console.print(make_table(None, ["tag", "tail", "positives", "known", "missing", "threshold", "precision", "recall", "F1"],
                                        [[r["label"], "yes" if r["is_tail"] else "", r["support"], r["n_known"], r["n_missing"], r["threshold"],
-                                         _num(r["precision"]), _num(r["recall"]), _num(r["f1"])] for r in h["per_tag"]]))
+                                         format_number(r["precision"]), format_number(r["recall"]), format_number(r["f1"])] for r in h["per_tag"]]))
     for w in report.warnings:
         s.console.print(f"[yellow]warning:[/yellow] {w}")

@@ -13,7 +13,6 @@ import datetime as _dt
 import platform
 import sys
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,16 +30,12 @@ HOST_ACCURACY_NOTE = ("Accuracy is measured on the host runtime for each artifac
 
 
 def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries that shape an artifact's numbers (None if absent)."""
-    out = {}
+    """Installed versions of the libraries that shape an artifact's numbers (None if absent):
+    :data:`LIBRARIES` plus every registered format's libraries."""
+    from optim.runtimes.artifact import library_versions as versions_of
     from optim.runtimes.registry import all_libraries
 
-    for name in dict.fromkeys((*LIBRARIES, *all_libraries())):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return versions_of(*dict.fromkeys((*LIBRARIES, *all_libraries())), missing=None)
 
 
 def environment() -> dict[str, Any]:

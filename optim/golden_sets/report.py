@@ -84,7 +84,7 @@ class EvalReport:
             lines.append("")
             if h.get("delta") and h["kind"] == "multiclass":
                 d = h["delta"]
-                lines += [f"Top-1 agreement with the reference: {_pct(d['agreement'])}; exact McNemar p = {_num(d['mcnemar_p'])}; "
+                lines += [f"Top-1 agreement with the reference: {format_percent(d['agreement'])}; exact McNemar p = {format_number(d['mcnemar_p'])}; "
                           f"significant per-class drops: {', '.join(d['significant_drops']) or 'none'}.", ""]
             if h["kind"] == "multiclass" and h["per_class"]:
                 deltas = {r["label"]: r for r in (h.get("delta") or {}).get("per_class", [])}
@@ -92,12 +92,12 @@ class EvalReport:
                 for r in h["per_class"]:
                     dr = deltas.get(r["label"])
                     lines.append(f"| {r['label']} | {'yes' if r['is_tail'] else ('no' if r['is_tail'] is not None else '?')} | {r['support']} | "
-                                 f"{_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | "
-                                 f"{_interval(dr) if dr else '—'}{' **drop**' if dr and dr['significant'] else ''} |")
+                                 f"{format_number(r['precision'])} | {format_number(r['recall'])} | {format_number(r['f1'])} | "
+                                 f"{format_interval(dr) if dr else '—'}{' **drop**' if dr and dr['significant'] else ''} |")
                 lines.append("")
             if h.get("delta") and h["kind"] == "multilabel":
                 d = h["delta"]
-                lines += [f"Tag-set agreement with the reference: {_pct(d.get('agreement'))}; "
+                lines += [f"Tag-set agreement with the reference: {format_percent(d.get('agreement'))}; "
                           f"tags whose F1 dropped significantly: {', '.join(d.get('significant_drops') or []) or 'none'}.", ""]
             if h["kind"] == "multilabel" and h["per_tag"]:
                 deltas = {r["label"]: r for r in (h.get("delta") or {}).get("per_tag", [])}
@@ -106,9 +106,9 @@ class EvalReport:
                 for r in h["per_tag"]:
                     dr = deltas.get(r["label"])
                     lines.append(f"| {r['label']} | {'yes' if r['is_tail'] else ('no' if r['is_tail'] is not None else '?')} | {r['support']} | "
-                                 f"{r['n_known']} | {r['n_missing']} | {r['threshold']:g} | {_num(r['precision'])} | {_num(r['recall'])} | "
-                                 f"{_num(r['f1'])} | {_num(r.get('ap'))} | {_interval(dr['f1']) if dr else '—'}"
-                                 f"{' **drop**' if dr and dr['significant'] else ''} | {_interval(dr['ap']) if dr else '—'} |")
+                                 f"{r['n_known']} | {r['n_missing']} | {r['threshold']:g} | {format_number(r['precision'])} | {format_number(r['recall'])} | "
+                                 f"{format_number(r['f1'])} | {format_number(r.get('ap'))} | {format_interval(dr['f1']) if dr else '—'}"
+                                 f"{' **drop**' if dr and dr['significant'] else ''} | {format_interval(dr['ap']) if dr else '—'} |")
                 lines.append("")
         if self.warnings:
             lines += ["## Warnings", ""] + [f"- {w}" for w in self.warnings] + [""]
@@ -166,15 +166,17 @@ class EvalReport:
 
 
 # ---- formatting helpers -----------------------------------------------------------------------
-def _num(v: float | None, digits: int = 3) -> str:
+def format_number(v: float | None, digits: int = 3) -> str:
+    """``0.9123`` → ``"0.912"``; None → ``"—"``."""
     return "—" if v is None else f"{v:.{digits}f}"
 
 
-def _pct(v: float | None) -> str:
+def format_percent(v: float | None) -> str:
+    """A fraction as a percentage: ``0.9123`` → ``"91.2 %"``; None → ``"—"``."""
     return "—" if v is None else f"{100 * v:.1f} %"
 
 
-def _interval(d: dict | None) -> str:
+def format_interval(d: dict | None) -> str:
     """``{"value": -0.012, "ci_low": -0.02, "ci_high": -0.004}`` → ``-1.2 [-2.0, -0.4]`` (pp)."""
     if not d or d.get("value") is None:
         return "—"
@@ -195,4 +197,4 @@ def summary_rows(head: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         names = ["macro_f1", "head_macro_f1", "tail_macro_f1", "macro_ap"]
         label = {"macro_f1": "macro-F1", "head_macro_f1": "head-tag macro-F1", "tail_macro_f1": "tail-tag macro-F1",
                  "macro_ap": "macro-AP"}
-    return [(label[n], _num(met.get(n)), _num(ref.get(n)) if ref else "—", _interval(d.get(n)) if d else "—") for n in names]
+    return [(label[n], format_number(met.get(n)), format_number(ref.get(n)) if ref else "—", format_interval(d.get(n)) if d else "—") for n in names]

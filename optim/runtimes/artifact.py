@@ -56,14 +56,15 @@ def artifact_dir_name(fmt: str, scheme: str) -> str:
     return f"{fmt}-{scheme}"
 
 
-def library_versions(*distributions: str) -> dict[str, str]:
-    """Installed versions of the named distributions (``"not installed"`` when absent)."""
-    out = {}
+def library_versions(*distributions: str, missing: str | None = "not installed") -> dict[str, str | None]:
+    """Installed versions of the named distributions; ``missing`` (default ``"not installed"``)
+    for those absent. The one place optim reads package versions (artifacts, verify, publish)."""
+    out: dict[str, str | None] = {}
     for d in distributions:
         try:
             out[d] = version(d)
         except PackageNotFoundError:
-            out[d] = "not installed"
+            out[d] = missing
     return out
 
 
