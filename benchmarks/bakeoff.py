@@ -337,11 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads(cmp["stdout"]) if cmp["stdout"].strip().startswith("{") else {"candidates": [], "recommendation": {}}
     rows = leaderboard_rows(report)
     rec = report.get("recommendation") or {}
-    verify_pass = verify_tight = None
+    verify_tight = None
     tight = None
     if rows:
         chosen = rec.get("name") or rows[0]["name"]
-        verify_pass = run("verify", cands[chosen], "--golden", "golden", "--policy", "optim.toml", "--out", "verify-pass",
+        run("verify", cands[chosen], "--golden", "golden", "--policy", "optim.toml", "--out", "verify-pass",
                           *bench, expect=0 if rec.get("name") else (0, 1), step=f"verify {chosen} (policy)")
         # the too-tight policy: budgets at half the largest measured drops (a drop budget cannot be < 0)
         worst = max(rows, key=lambda r: (-(r["d_top2"] or 0), -(r["d_tail_tag_macro_f1"] or 0)))

@@ -19,7 +19,7 @@ Conventions used everywhere in optim's benchmarks:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -103,7 +103,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, ValidationError, field_validator, model_validator
 
-from optim.errors import InputError, describe_validation_error
+from optim.errors import InputError
 from optim.files import parse_toml
 
 POLICY_SCHEMA_VERSION = 1

@@ -22,7 +22,6 @@ from optim.gate import checks as C
 from optim.gate.policy import Policy, ResolvedBudget, find_policy
 
 REPORT_SCHEMA_VERSION = 1
-from optim.gate.reports import REPORT_NAMES  # noqa: E402  (defined with the renderers: no verify ↔ reports cycle)
 #: libraries every run uses; each format adds its own (FormatSpec.libraries, .qat_libraries)
 LIBRARIES = ("optim", "torch", "torchvision", "numpy", "scikit-learn", "scipy")
 HOST_ACCURACY_NOTE = ("Accuracy is measured on the host runtime for each artifact (the same bytes that ship); "

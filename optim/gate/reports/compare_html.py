@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import html
+from pathlib import Path
 from typing import Any
 
-from optim.gate.reports.compare_plots import pareto_plot
 from optim.files import atomic_write_bytes, atomic_write_json
+from optim.gate.reports.compare_plots import pareto_plot
 from optim.gate.reports.compare_report import (
     PAIR_TITLES,
     REPORT_NAMES,
