@@ -432,12 +432,11 @@ class CompareResult:
 
 
 def _default_evaluate(target, golden, reference, **kw):
-    """optim.evaluate in the gate's mode: images decoded in this process from bytes matching the
-    golden digest, tensors shared in memory (never a disk cache)."""
-    from optim import evaluate
-    from optim.golden_sets.evaluate import PROCESS_TENSORS
+    """The gate's evaluation (verify's :func:`~optim.gate.verify.gate_evaluate`: no disk cache),
+    as the ``EvalReport`` whose logits the leaderboard intervals and pairs need."""
+    from optim.gate.verify import gate_evaluate
 
-    return evaluate(target, golden, reference, cache_dir=False, memo=PROCESS_TENSORS, **kw)
+    return gate_evaluate(target, golden, reference, **kw)
 
 
 def _default_bench(artifact, device, **kw):

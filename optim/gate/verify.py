@@ -62,16 +62,22 @@ class VerifyResult:
         return self.report
 
 
-def _default_evaluate(target, golden, reference, **kw):
-    """optim.evaluate for the gate. It never reads a preprocessed cache from disk (whoever can
-    write one could turn a FAIL into a PASS): the golden images are decoded in this process,
-    from bytes whose sha256 matches the golden digest reported, and the tensors are shared in
-    memory (``PROCESS_TENSORS``, keyed by that digest and the preprocessing) so the N artifacts
-    of a verify run decode the images once."""
+def gate_evaluate(target, golden, reference, **kw):
+    """``optim.evaluate`` in the gate's mode, returning the ``EvalReport`` (shared by verify and
+    compare). It never reads a preprocessed cache from disk (whoever can write one could turn a
+    FAIL into a PASS): the golden images are decoded in this process, from bytes whose sha256
+    matches the golden digest reported, and the tensors are shared in memory
+    (``PROCESS_TENSORS``, keyed by that digest and the preprocessing) so the N artifacts of a
+    run decode the images once."""
     from optim import evaluate
     from optim.golden_sets.evaluate import PROCESS_TENSORS
 
-    return evaluate(target, golden, reference, cache_dir=False, memo=PROCESS_TENSORS, **kw).to_dict()
+    return evaluate(target, golden, reference, cache_dir=False, memo=PROCESS_TENSORS, **kw)
+
+
+def _default_evaluate(target, golden, reference, **kw):
+    """:func:`gate_evaluate` as the JSON dict the checks read."""
+    return gate_evaluate(target, golden, reference, **kw).to_dict()
 
 
 def _default_bench(artifact, device, **kw):
