@@ -1,0 +1,39 @@
+"""Several devices at once: one worker thread per device, each with its own outcome.
+
+A benchmark on a phone is mostly waiting on adb and the device, so threads (not processes)
+suffice; a device that fails (lost mid-run, tool crash) fails only its own entry.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+def run_per_device(devices: Sequence[str], fn: Callable[[str], T]) -> dict[str, T | BaseException]:
+    """Call ``fn(device)`` for every device in ``devices``, in parallel (one thread each).
+
+    Returns ``{device: result or the exception it raised}`` in the order of ``devices``
+    (duplicates collapsed). An exception in one device never cancels or changes another's
+    outcome; ``KeyboardInterrupt``/``SystemExit`` are not caught. With one device, ``fn``
+    runs in the calling thread (no pool).
+    """
+    names = list(dict.fromkeys(devices))
+    out: dict[str, T | BaseException] = {}
+    if len(names) <= 1:
+        for d in names:
+            try:
+                out[d] = fn(d)
+            except Exception as e:  # noqa: BLE001 - recorded per device
+                out[d] = e
+        return out
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="optim-device") as pool:
+        futures = {d: pool.submit(fn, d) for d in names}
+        for d in names:
+            try:
+                out[d] = futures[d].result()
+            except Exception as e:  # noqa: BLE001 - recorded per device
+                out[d] = e
+    return out
