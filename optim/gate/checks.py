@@ -1,8 +1,11 @@
-"""Pure verdict computation: measurements (plain dicts) + a resolved budget → checks.
+"""Pure verdict computation: a typed measurement + a resolved budget → checks.
 
-No I/O here. Inputs are the JSON forms of the other parts' results:
-``eval`` is ``EvalReport.to_dict()`` (deltas are fractions, target − reference, with 95 %
-paired-bootstrap intervals), ``bench[device]`` is ``BenchResult.to_dict()`` (ms).
+No I/O here. Inputs are the typed views of :mod:`optim.gate.measurement`
+(:class:`~optim.gate.measurement.ArtifactMeasurement`: ``eval`` an
+:class:`~optim.gate.measurement.EvalView` of ``EvalReport.to_dict()``, deltas are fractions,
+target − reference, with 95 % paired-bootstrap intervals; ``bench[device]`` a
+:class:`~optim.gate.measurement.BenchView` of ``BenchResult.to_dict()``, ms). The public
+functions also accept those JSON dicts and parse them once on entry.
 
 Every check carries the measured value, the threshold, the margin (positive = headroom,
 negative = over budget, in the check's unit), pass/fail, and for accuracy checks the
@@ -29,8 +32,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
+from optim.gate.measurement import ArtifactMeasurement, BenchView, DeltaRow, DeltaView, EvalView, HeadView, Interval
 from optim.gate.policy import ALL_HEADS, FLOORS, ResolvedBudget
 
 Status = Literal["pass", "fail", "error", "skipped"]
@@ -88,21 +92,25 @@ def _budget_check(
     return Check(id, kind, PASS if ok else FAIL, unit, comparison, measured, threshold, margin, interval, reason, details)
 
 
-def _drop(delta: dict[str, Any] | None) -> tuple[float | None, list[float] | None]:
-    """Delta dict {value, ci_low, ci_high} (fractions) → (drop in points, drop interval)."""
-    if not delta or delta.get("value") is None:
+def _drop(delta: Interval | None) -> tuple[float | None, list[float] | None]:
+    """Delta {value, ci_low, ci_high} (fractions) → (drop in points, drop interval)."""
+    if delta is None or delta.value is None:
         return None, None
-    drop = -100.0 * delta["value"]
-    lo, hi = delta.get("ci_low"), delta.get("ci_high")
+    drop = -100.0 * delta.value
+    lo, hi = delta.ci_low, delta.ci_high
     interval = [-100.0 * hi, -100.0 * lo] if lo is not None and hi is not None else None
     return drop, interval
 
 
-def _drop_check(id: str, delta_block: dict | None, metric: str, threshold: float, decide_on: str, what: str) -> Check:
+def _delta_view(delta_block: DeltaView | dict | None) -> DeltaView | None:
+    return delta_block if delta_block is None or isinstance(delta_block, DeltaView) else DeltaView.from_dict(delta_block, "delta")
+
+
+def _drop_check(id: str, delta_block: DeltaView | None, metric: str, threshold: float, decide_on: str, what: str) -> Check:
     if delta_block is None:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold, None, None,
                      "no delta versus FP32: the reference was not evaluated (pass --reference)")
-    drop, interval = _drop(delta_block.get(metric))
+    drop, interval = _drop(delta_block.interval(metric))
     if drop is None:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold, None, None,
                      f"{what} delta could not be computed (null in the evaluation report)")
@@ -115,7 +123,7 @@ def _drop_check(id: str, delta_block: dict | None, metric: str, threshold: float
     return _budget_check(id, "accuracy", "pts", drop, threshold, decide=decide, interval=interval)
 
 
-def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, min_support: int) -> Check:
+def class_drop_check(head: str, delta_block: DeltaView | dict | None, threshold_pts: float, min_support: int) -> Check:
     """The single-class check (see :mod:`optim.gate.policy` for the rule).
 
     A class with support ≥ ``min_support`` fails iff the upper end of its delta interval is
@@ -124,17 +132,18 @@ def class_drop_check(head: str, delta_block: dict | None, threshold_pts: float, 
     the drop interval); ``interval`` is that class's drop interval.
     """
     id = f"class_drop[{head}]"
+    delta_block = _delta_view(delta_block)
     if delta_block is None:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
                      "no delta versus FP32: the reference was not evaluated (pass --reference)")
-    rows = delta_block.get("per_class")
+    rows = delta_block.per_class
     if not rows:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
                      "per-class deltas missing from the evaluation report")
     return _worst_row_check(id, rows, threshold_pts, min_support, "class", "golden images")
 
 
-def tag_f1_drop_check(head: str, delta_block: dict | None, threshold_pts: float, min_support: int) -> Check:
+def tag_f1_drop_check(head: str, delta_block: DeltaView | dict | None, threshold_pts: float, min_support: int) -> Check:
     """The single-tag check of a multi-label head: the class rule (:func:`class_drop_check`)
     on each tag's F1 delta (``delta["per_tag"][i]["f1"]``, fractions with a 95 % paired
     bootstrap interval). A tag with at least ``min_support`` known positive golden labels
@@ -143,32 +152,26 @@ def tag_f1_drop_check(head: str, delta_block: dict | None, threshold_pts: float,
     or an eligible tag whose F1 delta or interval is null.
     """
     id = f"tag_f1_drop[{head}]"
+    delta_block = _delta_view(delta_block)
     if delta_block is None:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
                      "no delta versus FP32: the reference was not evaluated (pass --reference)")
-    tags = delta_block.get("per_tag")
-    if not tags or not isinstance(tags, list):
+    if not delta_block.per_tag:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
                      "per-tag F1 deltas missing from the evaluation report")
-    rows = []
-    for t in tags:
-        f1 = (t.get("f1") if isinstance(t, dict) else None) or {}
-        rows.append({"label": t.get("label") if isinstance(t, dict) else None,
-                     "support": t.get("support") if isinstance(t, dict) else None,
-                     "value": f1.get("value"), "ci_low": f1.get("ci_low"), "ci_high": f1.get("ci_high")})
-    return _worst_row_check(id, rows, threshold_pts, min_support, "tag", "known positive labels", metric="F1")
+    return _worst_row_check(id, delta_block.per_tag, threshold_pts, min_support, "tag", "known positive labels", metric="F1")
 
 
-def _worst_row_check(id: str, rows: list[dict], threshold_pts: float, min_support: int, noun: str, support_of: str,
-                     metric: str = "top-1") -> Check:
-    """Shared rule of the per-class and per-tag checks on rows ``{label, support, value,
-    ci_low, ci_high}`` (fractions): see :func:`class_drop_check`."""
+def _worst_row_check(id: str, rows: tuple[DeltaRow, ...], threshold_pts: float, min_support: int, noun: str,
+                     support_of: str, metric: str = "top-1") -> Check:
+    """Shared rule of the per-class and per-tag checks on rows (label, support, value,
+    ci_low, ci_high; fractions): see :func:`class_drop_check`."""
     failing, inconclusive, low_support, uncomputable = [], [], [], []
-    worst: tuple[float, dict] | None = None
+    worst: tuple[float, DeltaRow] | None = None
     for r in rows:
-        label, support = str(r.get("label")), r.get("support")
+        label, support = str(r.label), r.support
         support = support if _finite(support) else 0
-        value, lo, hi = r.get("value"), r.get("ci_low"), r.get("ci_high")
+        value, lo, hi = r.value, r.ci_low, r.ci_high
         if support < min_support:
             if _finite(value) and -100.0 * value > threshold_pts:
                 low_support.append({"label": label, "support": support, "drop_pts": -100.0 * value})
@@ -179,7 +182,7 @@ def _worst_row_check(id: str, rows: list[dict], threshold_pts: float, min_suppor
             uncomputable.append(label)
             continue
         established = -100.0 * hi  # the smallest drop consistent with the data at 95 %
-        if worst is None or (established, -value) > (worst[0], -worst[1]["value"]):  # ties: larger estimate
+        if worst is None or (established, -value) > (worst[0], -worst[1].value):  # ties: larger estimate
             worst = (established, r)
         if established > threshold_pts:
             failing.append({"label": label, "support": support, "drop_pts": -100.0 * value,
@@ -197,10 +200,10 @@ def _worst_row_check(id: str, rows: list[dict], threshold_pts: float, min_suppor
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
                      f"no {noun} has at least {min_support} {support_of}: the {noun} check cannot decide", details)
     established, r = worst
-    details[f"worst_{noun}"] = str(r.get("label"))
-    interval = [-100.0 * r["ci_high"], -100.0 * r["ci_low"]]
+    details[f"worst_{noun}"] = str(r.label)
+    interval = [-100.0 * r.ci_high, -100.0 * r.ci_low]
     c = _budget_check(id, "accuracy", "pts", established, threshold_pts, interval=interval, details=details)
-    c.reason = (f"worst {noun} {r.get('label')} (n={r.get('support')}): {metric} drop {_pts(-100.0 * r['value'])} pts, "
+    c.reason = (f"worst {noun} {r.label} (n={r.support}): {metric} drop {_pts(-100.0 * r.value)} pts, "
                 f"95 % CI of the drop [{_pts(interval[0])}, {_pts(interval[1])}]")
     if failing:
         c.reason = f"significant {metric} drop beyond budget in {noun}(s) " + ", ".join(
@@ -209,7 +212,7 @@ def _worst_row_check(id: str, rows: list[dict], threshold_pts: float, min_suppor
     return c
 
 
-def topk_drop_check(head: str, h: dict[str, Any], k: int, threshold_pts: float, decide_on: str) -> Check:
+def topk_drop_check(head: str, h: HeadView | dict[str, Any], k: int, threshold_pts: float, decide_on: str) -> Check:
     """Top-k accuracy drop of one multiclass head (``delta["top{k}"]``), like the top-1 check.
 
     Fails closed when the report lacks ``top{k}`` (the evaluation was not asked for that k).
@@ -217,13 +220,14 @@ def topk_drop_check(head: str, h: dict[str, Any], k: int, threshold_pts: float, 
     target and reference alike, so the budget cannot fail: the check passes and says so.
     """
     id = f"top{k}_drop[{head}]"
-    delta = h.get("delta")
-    if delta is not None and f"top{k}" not in delta:
+    h = h if isinstance(h, HeadView) else HeadView.from_dict(h, head)
+    delta = h.delta
+    if delta is not None and f"top{k}" not in delta.intervals:
         return Check(id, "accuracy", FAIL, "pts", "<=", None, threshold_pts, None, None,
                      f"the evaluation report has no top-{k} delta (it was not asked to compute top-{k}; "
                      f"optim verify passes the policy's ks to the evaluation)", {"k": k})
     c = _drop_check(id, delta, f"top{k}", threshold_pts, decide_on, f"top-{k}")
-    n_classes = len(h.get("per_class") or [])
+    n_classes = h.n_classes
     c.details.update({"k": k, "num_classes": n_classes or None})
     if n_classes and k >= n_classes:
         c.details["clipped_to"] = n_classes
@@ -232,40 +236,42 @@ def topk_drop_check(head: str, h: dict[str, Any], k: int, threshold_pts: float, 
     return c
 
 
-def accuracy_checks(budget: ResolvedBudget, eval_report: dict[str, Any]) -> list[Check]:
-    """Golden-set integrity plus the accuracy budgets, one check per head they apply to."""
+def accuracy_checks(budget: ResolvedBudget, eval_report: EvalView | dict[str, Any]) -> list[Check]:
+    """Golden-set integrity plus the accuracy budgets, one check per head they apply to.
+    ``eval_report``: an :class:`EvalView` or ``EvalReport.to_dict()`` (parsed here; raises
+    :class:`~optim.gate.measurement.MalformedMeasurement` when malformed)."""
+    ev = EvalView.of(eval_report)
     checks: list[Check] = []
-    golden = eval_report.get("golden") or {}
-    verified = golden.get("verified")
+    golden = ev.golden
+    verified = golden.verified
     checks.append(Check("golden_set", "integrity", PASS if verified is True else FAIL, "", None,
                         reason="" if verified is True else
-                        f"golden set {golden.get('path')} does not verify (its content changed since golden.json "
+                        f"golden set {golden.path} does not verify (its content changed since golden.json "
                         "was written, or no hash was recorded): the gate refuses it",
-                        details={"sha256": golden.get("sha256"), "name": golden.get("name"),
-                                 "version": golden.get("version")}))
-    heads = eval_report.get("heads") or {}
-    multiclass = {h: v for h, v in heads.items() if v.get("kind") == "multiclass"}
-    multilabel = {h: v for h, v in heads.items() if v.get("kind") == "multilabel"}
+                        details={"sha256": golden.sha256, "name": golden.name, "version": golden.version}))
+    heads = ev.heads
+    multiclass = {h: v for h, v in heads.items() if v.kind == "multiclass"}
+    multilabel = {h: v for h, v in heads.items() if v.kind == "multilabel"}
     mc_budgets = [budget.max_top1_drop_pts, budget.max_tail_top1_drop_pts, budget.max_class_drop_pts,
                   budget.min_top1_agreement, *budget.max_topk_drop_pts.values()]
     if any(x is not None for x in mc_budgets) and not multiclass:
         checks.append(Check("multiclass_head", "accuracy", SKIPPED, "", reason="the policy sets multiclass budgets but the model has no multiclass head"))
     for head, h in multiclass.items():
-        delta = h.get("delta")
+        delta = h.delta
         if budget.max_top1_drop_pts is not None:
             checks.append(_drop_check(f"top1_drop[{head}]", delta, "top1", budget.max_top1_drop_pts, budget.decide_on, "top-1"))
         for k, thr in sorted(budget.max_topk_drop_pts.items()):
             checks.append(topk_drop_check(head, h, k, thr, budget.decide_on))
         if budget.max_tail_top1_drop_pts is not None:
             c = _drop_check(f"tail_top1_drop[{head}]", delta, "tail_top1", budget.max_tail_top1_drop_pts, budget.decide_on, "tail-class top-1")
-            c.details["tail_classes"] = list(h.get("tail_classes") or [])
-            if c.measured is None and delta is not None and not h.get("tail_classes"):
+            c.details["tail_classes"] = list(h.tail_classes)
+            if c.measured is None and delta is not None and not h.tail_classes:
                 c.reason = "no tail classes in this golden set (no class below tail_max_count training images, or no class counts): tail top-1 cannot be judged"
             checks.append(c)
         if budget.max_class_drop_pts is not None:
             checks.append(class_drop_check(head, delta, budget.max_class_drop_pts, budget.min_class_support))
         if budget.min_top1_agreement is not None:
-            agreement = None if delta is None else delta.get("agreement")
+            agreement = None if delta is None else delta.agreement
             reason = ("no delta versus FP32: the reference was not evaluated (pass --reference)" if delta is None
                       else "top-1 agreement could not be computed (null in the evaluation report)")
             checks.append(_budget_check(f"top1_agreement[{head}]", "accuracy", "", agreement, budget.min_top1_agreement,
@@ -275,25 +281,25 @@ def accuracy_checks(budget: ResolvedBudget, eval_report: dict[str, Any]) -> list
             checks.append(Check("multilabel_macro_f1_drop", "accuracy", SKIPPED, "pts",
                                 reason="the policy sets a multi-label budget but the model has no multi-label head"))
         for head, h in multilabel.items():
-            checks.append(_drop_check(f"multilabel_macro_f1_drop[{head}]", h.get("delta"), "macro_f1",
+            checks.append(_drop_check(f"multilabel_macro_f1_drop[{head}]", h.delta, "macro_f1",
                                       budget.max_multilabel_macro_f1_drop_pts, budget.decide_on, "multi-label macro-F1"))
     if budget.max_tag_f1_drop_pts is not None:
         if not multilabel:
             checks.append(Check("tag_f1_drop", "accuracy", SKIPPED, "pts",
                                 reason="the policy sets a per-tag budget but the model has no multi-label head"))
         for head, h in multilabel.items():
-            checks.append(tag_f1_drop_check(head, h.get("delta"), budget.max_tag_f1_drop_pts, budget.min_class_support))
+            checks.append(tag_f1_drop_check(head, h.delta, budget.max_tag_f1_drop_pts, budget.min_class_support))
     if budget.max_tail_tag_macro_f1_drop_pts is not None:
         if not multilabel:
             checks.append(Check("tail_tag_macro_f1_drop", "accuracy", SKIPPED, "pts",
                                 reason="the policy sets a tail-tag budget but the model has no multi-label head"))
         for head, h in multilabel.items():
-            delta = h.get("delta")
+            delta = h.delta
             c = _drop_check(f"tail_tag_macro_f1_drop[{head}]", delta, "tail_macro_f1",
                             budget.max_tail_tag_macro_f1_drop_pts, budget.decide_on, "tail-tag macro-F1")
-            c.details["tail_tags"] = list(h.get("tail_classes") or [])
+            c.details["tail_tags"] = list(h.tail_classes)
             c.details["tail_max_count"] = budget.tail_max_count
-            if c.measured is None and delta is not None and not h.get("tail_classes"):
+            if c.measured is None and delta is not None and not h.tail_classes:
                 c.reason = (f"no tail tags in this golden set (no tag below tail_max_count = {budget.tail_max_count} training "
                             "positives, or no training counts for this head): tail-tag macro-F1 cannot be judged")
             checks.append(c)
@@ -309,11 +315,12 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def floor_checks(budget: ResolvedBudget, heads: dict[str, Any]) -> list[Check]:
-    """Absolute floors: the artifact's own metric (``heads[h]["metrics"][metric]``, a fraction)
+def floor_checks(budget: ResolvedBudget, heads: Mapping[str, HeadView] | dict[str, Any]) -> list[Check]:
+    """Absolute floors: the artifact's own metric (``heads[h].metrics[metric]``, a fraction)
     must be ≥ the policy's ``min_top1`` / ``min_tail_top1`` / ``min_macro_f1``.
 
-    ``heads`` is ``EvalReport.to_dict()["heads"]``. A floor under ``"*"`` applies to every head
+    ``heads``: :attr:`EvalView.heads`, or ``EvalReport.to_dict()["heads"]`` (entries that are
+    not objects count as missing heads). A floor under ``"*"`` applies to every head
     of the kinds in :data:`optim.gate.policy.FLOORS` (top-1 and tail top-1: multiclass;
     macro-F1: multiclass and multilabel); a head's own entry wins over ``"*"``. One check per
     (floor, head), id ``"{key}[{head}]"``, kind "accuracy", unit "" (fraction), comparison
@@ -321,7 +328,9 @@ def floor_checks(budget: ResolvedBudget, heads: dict[str, Any]) -> list[Check]:
     evaluation lacks or that is of another kind, a null or non-finite metric, and a floor that
     applies to no head at all (id ``key``) fail; none of these ever passes.
     """
-    heads = heads if isinstance(heads, dict) else {}
+    heads = heads if isinstance(heads, Mapping) else {}
+    heads = {k: v if isinstance(v, HeadView) else HeadView.from_dict(v, f"heads.{k}")
+             for k, v in heads.items() if isinstance(v, (HeadView, dict))}
     checks: list[Check] = []
     for key, kinds in FLOORS.items():
         table: dict[str, float] = getattr(budget, key)
@@ -330,7 +339,7 @@ def floor_checks(budget: ResolvedBudget, heads: dict[str, Any]) -> list[Check]:
         metric, what = FLOOR_METRICS[key]
         default = table.get(ALL_HEADS)
         named = [h for h in table if h != ALL_HEADS]
-        of_kind = [h for h, v in heads.items() if isinstance(v, dict) and v.get("kind") in kinds]
+        of_kind = [h for h, v in heads.items() if v.kind in kinds]
         targets = list(dict.fromkeys([*(of_kind if default is not None else []), *named]))
         if not targets:
             checks.append(Check(key, "accuracy", FAIL, "", ">=", None, default, None, None,
@@ -343,21 +352,21 @@ def floor_checks(budget: ResolvedBudget, heads: dict[str, Any]) -> list[Check]:
             id = f"{key}[{head}]"
             details = {"head": head, "metric": metric, "floor_from": head if head in table else ALL_HEADS}
             h = heads.get(head)
-            if not isinstance(h, dict):
+            if h is None:
                 checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
                                     f"the policy sets {key} for head {head!r} but the evaluation has no such head "
                                     f"(heads: {sorted(heads)}); fix the head name in the policy", details))
                 continue
-            if h.get("kind") not in kinds:
+            if h.kind not in kinds:
                 checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
-                                    f"head {head!r} is {h.get('kind')!r}; {key} applies to {' and '.join(kinds)} heads "
+                                    f"head {head!r} is {h.kind!r}; {key} applies to {' and '.join(kinds)} heads "
                                     f"only; fix the policy", details))
                 continue
-            value = (h.get("metrics") or {}).get(metric)
+            value = h.metrics.get(metric)
             if not _finite(value):
                 why = (f"no tail {'tags' if metric == 'tail_macro_f1' else 'classes'} in this golden set, so {what} of "
                        f"head {head!r} cannot be computed"
-                       if metric in ("tail_top1", "tail_macro_f1") and not h.get("tail_classes") else
+                       if metric in ("tail_top1", "tail_macro_f1") and not h.tail_classes else
                        f"{what} of head {head!r} is {'missing' if value is None else repr(value)} in the evaluation report")
                 checks.append(Check(id, "accuracy", FAIL, "", ">=", None, threshold, None, None,
                                     f"{why}: the floor cannot be checked", details))
@@ -399,9 +408,10 @@ def pin_checks(budget: ResolvedBudget, golden_sha256: str | None, reference_sha2
     return checks
 
 
-def latency_checks(budget: ResolvedBudget, bench: dict[str, dict], bench_errors: dict[str, str],
+def latency_checks(budget: ResolvedBudget, bench: Mapping[str, BenchView | dict], bench_errors: Mapping[str, str],
                    devices_run: list[str] | tuple[str, ...]) -> list[Check]:
     """One ``p95[device]`` check per device that has a p95 budget or is required.
+    ``bench[device]``: a :class:`BenchView` or ``BenchResult.to_dict()`` (ms).
 
     Budgeted but not required and not run → skipped. Required and not run → fail.
     Bench raised a device/tool error → error (exit 3). p95 null (tool gave no per-iteration
@@ -429,15 +439,15 @@ def latency_checks(budget: ResolvedBudget, bench: dict[str, dict], bench_errors:
                                     f"device {d} has a budget but was not measured and is not required",
                                     {"required": False}))
             continue
-        b = bench[d]
-        p95 = (b.get("latency_ms") or {}).get("p95")
-        ci = b.get("p95_ci_ms")
-        details = {"required": required, "device": b.get("device"), "warnings": list(b.get("warnings") or []),
-                   "trial_spread_pct": b.get("trial_spread_pct")}
+        b = BenchView.of(bench[d])
+        p95, ci = b.p95, b.p95_ci
+        details = {"required": required, "device": b.device, "warnings": list(b.warnings),
+                   "trial_spread_pct": b.trial_spread_pct}
         if p95 is None:
+            unavailable = None if b.unavailable is None else list(b.unavailable)
             checks.append(Check(id, "latency", FAIL, "ms", "<=", None, threshold, None, None,
                                 f"p95 unavailable on {d}: the benchmark tool gave no per-iteration times "
-                                f"(unavailable: {b.get('unavailable')})", details))
+                                f"(unavailable: {unavailable})", details))
         elif threshold is None:
             checks.append(Check(id, "latency", PASS, "ms", None, p95, None, None, list(ci) if ci else None,
                                 f"required device measured; no p95 budget for {d}", details))
@@ -454,32 +464,44 @@ def size_check(budget: ResolvedBudget, size_bytes: int | None) -> list[Check]:
     return [_budget_check("size", "size", "MB", measured, budget.size_mb, missing_reason="artifact size unknown")]
 
 
-def _golden_digest(measurement: dict[str, Any]) -> str | None:
-    """The golden digest of this run: ``measurement["golden_sha256"]`` and/or the evaluation's
-    ``golden.sha256``; None if neither is known or if they disagree (then the pin fails)."""
-    ev = measurement.get("eval") if isinstance(measurement.get("eval"), dict) else {}
-    seen = {x.strip().lower() for x in (measurement.get("golden_sha256"), (ev.get("golden") or {}).get("sha256"))
-            if isinstance(x, str) and x}
-    return seen.pop() if len(seen) == 1 else None
-
-
-def artifact_checks(budget: ResolvedBudget, measurement: dict[str, Any], devices_run: list[str]) -> list[Check]:
-    """All checks for one artifact. ``measurement`` = {"size_bytes", "eval" (dict|None),
-    "eval_error" (str|None), "eval_error_kind" ("input"|"tool"|None), "bench" {dev: dict},
-    "bench_errors" {dev: str}, "reference_sha256" (str|None: sha256 of the reference
-    checkpoint used), optionally "golden_sha256" (str: the golden digest as measured; default
-    ``eval["golden"]["sha256"]``)}. The policy's pins (:func:`pin_checks`) are judged here."""
-    checks = size_check(budget, measurement.get("size_bytes"))
-    ev = measurement.get("eval")
-    if ev is not None:
-        checks += accuracy_checks(budget, ev)
+def artifact_checks(budget: ResolvedBudget, measurement: ArtifactMeasurement | dict[str, Any],
+                    devices_run: list[str] | tuple[str, ...]) -> list[Check]:
+    """All checks for one artifact, from an :class:`~optim.gate.measurement.ArtifactMeasurement`
+    or its dict form (:meth:`~optim.gate.measurement.ArtifactMeasurement.from_dict`: ``{"size_bytes",
+    "eval" (EvalReport dict|None), "eval_error", "eval_error_kind" ("input"|"tool"|None), "bench"
+    {dev: BenchResult dict}, "bench_errors" {dev: str}, "reference_sha256", "golden_sha256"}``;
+    a malformed eval or bench dict becomes an evaluation or benchmark error, never a pass).
+    The policy's pins (:func:`pin_checks`) are judged here."""
+    m = ArtifactMeasurement.of(measurement)
+    checks = size_check(budget, m.size_bytes)
+    if m.eval is not None:
+        checks += accuracy_checks(budget, m.eval)
     else:
-        err = measurement.get("eval_error") or "evaluation did not run"
-        status = ERROR if measurement.get("eval_error_kind") == "tool" else FAIL
+        err = m.eval_error or "evaluation did not run"
+        status = ERROR if m.eval_error_kind == "tool" else FAIL
         checks.append(Check("evaluation", "accuracy", status, "", reason=f"evaluation failed: {err}"))
-    checks += pin_checks(budget, _golden_digest(measurement), measurement.get("reference_sha256"))
-    checks += latency_checks(budget, measurement.get("bench") or {}, measurement.get("bench_errors") or {}, devices_run)
+    checks += pin_checks(budget, m.golden_digest, m.reference_sha256)
+    checks += latency_checks(budget, m.bench, m.bench_errors, devices_run)
     return checks
+
+
+def device_verdicts(checks: list[Check], measurement: ArtifactMeasurement | dict[str, Any],
+                    devices_run: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Each device's own verdict over its latency checks (``p95[device]``), so a device that was
+    lost mid-run fails its own entry and not the others'.
+
+    Keys: the devices of this run, then any other device a latency check names (a required
+    device that was not run). Values: :func:`verdict` of that device's checks; "error" for a
+    device whose benchmark raised but that no check judges (no budget, not required);
+    "skipped" for a device that no check judges (measured without a budget, or budgeted but
+    neither run nor required)."""
+    m = ArtifactMeasurement.of(measurement)
+    per: dict[str, list[Check]] = {d: [] for d in devices_run}
+    for c in checks:
+        if c.kind == "latency" and c.id.startswith("p95[") and c.id.endswith("]"):
+            per.setdefault(c.id[4:-1], []).append(c)
+    return {d: verdict(cs) if any(c.status != SKIPPED for c in cs) else ERROR if d in m.bench_errors else SKIPPED
+            for d, cs in per.items()}
 
 
 def verdict(checks: list[Check] | list[dict]) -> str:
