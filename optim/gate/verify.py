@@ -19,6 +19,7 @@ from typing import Any, Callable
 from optim.errors import InputError, OptimError
 from optim.files import sha256_file
 from optim.gate import checks as C
+from optim.gate.measurement import ArtifactMeasurement
 from optim.gate.policy import Policy, ResolvedBudget, find_policy
 
 REPORT_SCHEMA_VERSION = 1
@@ -69,21 +70,64 @@ def gate_evaluate(target, golden, reference, **kw):
     matches the golden digest reported, and the tensors are shared in memory
     (``PROCESS_TENSORS``, keyed by that digest and the preprocessing) so the N artifacts of a
     run decode the images once."""
-    from optim import evaluate
-    from optim.golden_sets.evaluate import PROCESS_TENSORS
+    from optim.golden_sets.evaluate import PROCESS_TENSORS, evaluate
 
     return evaluate(target, golden, reference, cache_dir=False, memo=PROCESS_TENSORS, **kw)
 
 
-def _default_evaluate(target, golden, reference, **kw):
-    """:func:`gate_evaluate` as the JSON dict the checks read."""
-    return gate_evaluate(target, golden, reference, **kw).to_dict()
+def gate_bench(artifact, device, **kw):
+    """``optim.bench`` (:func:`optim.device_bench.api.bench`): the ``BenchResult``."""
+    from optim.device_bench.api import bench
+
+    return bench(artifact, device, **kw)
 
 
-def _default_bench(artifact, device, **kw):
-    from optim import bench
+# ---- measurement steps (shared with optim.gate.compare) -------------------------------------
+def evaluate_step(m: ArtifactMeasurement, evaluate_fn: Callable[..., Any], target: str, golden: str,
+                  reference: str | None, **kw) -> tuple[Any, str | None]:
+    """Evaluate one target into ``m`` (``m.eval``, or ``m.eval_error`` and its kind).
 
-    return bench(artifact, device, **kw).to_dict()
+    ``evaluate_fn(target, golden, reference, **kw)`` returns an ``EvalReport``, its dict or an
+    :class:`~optim.gate.measurement.EvalView`; it is parsed once here (a malformed report is an evaluation error of kind
+    "tool"). An :class:`InputError` is an input problem (kind "input", exit 2); any other
+    exception means a runtime or library broke (kind "tool", exit 3): never a pass.
+    Returns ``(what evaluate_fn returned or None, the input error's text or None)``."""
+    try:
+        result = evaluate_fn(target, golden, reference, **kw)
+    except InputError as e:
+        m.eval_error, m.eval_error_kind = str(e), "input"
+        return None, str(e)
+    except Exception as e:  # a runtime or library broke: infrastructure, never a pass
+        m.eval_error, m.eval_error_kind = f"{type(e).__name__}: {e}", "tool"
+        return None, None
+    m.set_eval(result)
+    return result, None
+
+
+def bench_step(m: ArtifactMeasurement, bench_fn: Callable[..., Any], artifact: str, devices: list[str],
+               **kw) -> dict[str, str]:
+    """Benchmark one artifact on every device into ``m``, the devices in parallel (one worker
+    each, :func:`optim.device_bench.parallel.run_per_device`), each device's outcome its own.
+
+    ``bench_fn(artifact, device, **kw)`` returns a ``BenchResult``, its dict or a
+    :class:`~optim.gate.measurement.BenchView` (parsed once here; a malformed one is an error on that device). An
+    :class:`InputError` is recorded in ``m.bench_errors[device]`` and returned as an input
+    error (exit 2); any other exception (a :class:`~optim.errors.ToolError`: device lost,
+    unauthorized, tool crash; or a library bug, prefixed with its type) only in
+    ``m.bench_errors[device]`` (its ``p95[device]`` check is an error, exit 3). Returns
+    ``{device: input error text}``."""
+    from optim.device_bench.parallel import run_per_device
+
+    outcomes = run_per_device(devices, lambda d: bench_fn(artifact, d, **kw))
+    input_errors: dict[str, str] = {}
+    for d, r in outcomes.items():
+        if isinstance(r, InputError):
+            m.bench_errors[d] = input_errors[d] = str(r)
+        elif isinstance(r, BaseException):  # ToolError (device missing/lost/unauthorized, tool crash) or a bug
+            m.bench_errors[d] = f"{'' if isinstance(r, OptimError) else f'{type(r).__name__}: '}{r}"
+        else:
+            m.set_bench(d, r)
+    return input_errors
 
 
 def _load_artifact(path: Path):
@@ -170,6 +214,21 @@ def _names_for(a, path: Path) -> list[str]:
     return list(dict.fromkeys([path.name, f"{a.format}-{a.scheme}", a.format]))
 
 
+@dataclass
+class _Run:
+    """One verify run's inputs, once validated and resolved (the pipeline's shared state)."""
+
+    devices: list[str]
+    policy: Policy
+    golden: Path
+    paths: list[Path]
+    artifacts: list[Any]
+    budgets: list[ResolvedBudget] = field(default_factory=list)
+    reference: Path | None = None
+    reference_info: dict[str, Any] | None = None
+    input_errors: list[str] = field(default_factory=list)
+
+
 def verify(
     artifacts: list[str | Path] | tuple[str | Path, ...],
     golden: str | Path,
@@ -184,8 +243,8 @@ def verify(
     trials: int = 3,
     cooldown_s: float | None = None,
     batch_size: int = 32,
-    evaluate_fn: Callable[..., dict] | None = None,
-    bench_fn: Callable[..., dict] | None = None,
+    evaluate_fn: Callable[..., Any] | None = None,
+    bench_fn: Callable[..., Any] | None = None,
     progress: Callable[[str], None] | None = None,
     sign_key: str | Path | None = None,
 ) -> VerifyResult:
@@ -194,8 +253,10 @@ def verify(
     For each artifact: size (sum of its files, MB = 10^6 bytes), golden-set evaluation against
     the FP32 ``reference`` checkpoint (``optim.evaluate``; default: the source checkpoint
     recorded in the artifact if it is still on disk), and ``optim.bench`` on every device in
-    ``devices``; then the checks of :mod:`optim.gate.checks` against the policy section that
-    matches it (``policy``: a :class:`Policy`, a path, or None for ``./optim.toml``).
+    ``devices`` (in parallel, one worker per device; a device that fails fails only its own
+    ``p95[device]`` check and its entry in ``device_verdicts``); then the checks of
+    :mod:`optim.gate.checks` against the policy section that matches it (``policy``: a
+    :class:`Policy`, a path, or None for ``./optim.toml``).
     Reports (JSON, Markdown, JUnit XML, HTML) are written to ``out`` when given, with the
     attestation ``verify.intoto.json`` (:mod:`optim.gate.attestation`) that ``optim publish``
     admits artifacts by; ``sign_key`` (a PEM private key) signs it. The FP32 reference is
@@ -207,9 +268,35 @@ def verify(
     policy, artifact, golden set or reference; measurement failures are recorded in the
     result (tool/device errors → verdict "error", exit 3) and never pass.
     ``evaluate_fn``/``bench_fn`` replace ``optim.evaluate``/``optim.bench`` (tests, or
-    results computed elsewhere); they return the JSON dicts of those APIs.
+    results computed elsewhere); they return an ``EvalReport``/``BenchResult``, their JSON
+    dicts, or the typed views of :mod:`optim.gate.measurement`.
+
+    Pipeline: :func:`_validate_inputs` → :func:`_load_artifacts` → :func:`_resolve_budgets` →
+    :func:`_resolve_reference` → per artifact :func:`_measure` (:func:`evaluate_step`,
+    :func:`bench_step`) → :func:`_judge` → :func:`_assemble_report` → :func:`_write_outputs`.
     """
     say = progress or (lambda _m: None)
+    run = _validate_inputs(artifacts, golden, devices, policy, sign_key)
+    _load_artifacts(run)
+    _resolve_budgets(run)
+    _resolve_reference(run, reference, say)
+    bench_kw = {"threads": threads, "runs": runs, "warmup": warmup, "trials": trials,
+                **({} if cooldown_s is None else {"cooldown_s": cooldown_s})}
+    entries = []
+    for a, p, budget in zip(run.artifacts, run.paths, run.budgets):
+        digests_before, sha_before = a.digests(), a.content_sha256()  # what the attestation binds
+        m = _measure(run, a, p, budget, evaluate_fn or gate_evaluate, bench_fn or gate_bench,
+                     {"batch_size": batch_size, "threads": threads}, bench_kw, say)
+        entries.append(_judge(run, a, p, budget, m, digests_before, sha_before))
+    result = VerifyResult(_assemble_report(run, entries))
+    _write_outputs(result, entries, out, sign_key)
+    return result
+
+
+def _validate_inputs(artifacts, golden, devices, policy, sign_key) -> _Run:
+    """Refuse, before anything is measured, a run without devices or artifacts, without a
+    policy (a gate without budgets would pass anything), with a bad signing key, or whose
+    golden set is not a directory. Raises :class:`InputError`."""
     devices = list(dict.fromkeys(devices))
     if not devices:
         raise InputError("verify needs at least one --device (e.g. host, pixel6a)")
@@ -228,95 +315,111 @@ def verify(
     golden = Path(golden)
     if not golden.is_dir():
         raise InputError(f"golden set {golden} is not a directory")
-    paths = [Path(p) for p in artifacts]
-    loaded = [_load_artifact(p) for p in paths]
-    budgets: list[ResolvedBudget] = []
-    for a, p in zip(loaded, paths):
-        b = policy.resolve(_names_for(a, p), artifact=p.name)
+    return _Run(devices, policy, golden, [Path(p) for p in artifacts], [])
+
+
+def _load_artifacts(run: _Run) -> None:
+    """Load every artifact directory (:class:`InputError` for a missing or invalid one)."""
+    run.artifacts = [_load_artifact(p) for p in run.paths]
+
+
+def _resolve_budgets(run: _Run) -> None:
+    """The policy section that applies to each artifact; an artifact no section budgets is an
+    :class:`InputError` (it would pass on nothing)."""
+    for a, p in zip(run.artifacts, run.paths):
+        b = run.policy.resolve(_names_for(a, p), artifact=p.name)
         if not b.has_checks:
-            raise InputError(f"policy {policy.source} sets no budget for artifact {p} (names tried: "
+            raise InputError(f"policy {run.policy.source} sets no budget for artifact {p} (names tried: "
                              f"{_names_for(a, p)}); add a [defaults] or a matching [targets.\"PATTERN\"] section")
-        budgets.append(b)
-    ref, ref_info = resolve_reference(loaded, reference)
-    if ref is None and any(b.needs_reference for b in budgets):
+        run.budgets.append(b)
+
+
+def _resolve_reference(run: _Run, reference: str | Path | None, say: Callable[[str], None]) -> None:
+    """The FP32 reference (:func:`resolve_reference`); accuracy budgets without one are an
+    :class:`InputError`."""
+    run.reference, run.reference_info = resolve_reference(run.artifacts, reference)
+    if run.reference is None and any(b.needs_reference for b in run.budgets):
         raise InputError("the policy has accuracy budgets but no FP32 reference was found (the artifacts' source "
                          "checkpoint is not on disk): pass --reference CKPT")
-    if ref is not None:
-        say(f"FP32 reference: {ref} (sha256 {ref_info['sha256'][:12]}…, from {ref_info['resolved_from']})")
-    evaluate_fn = evaluate_fn or _default_evaluate
-    bench_fn = bench_fn or _default_bench
+    if run.reference is not None:
+        say(f"FP32 reference: {run.reference} (sha256 {run.reference_info['sha256'][:12]}…, "
+            f"from {run.reference_info['resolved_from']})")
 
-    entries, input_errors = [], []
-    for a, p, budget in zip(loaded, paths, budgets):
-        digests_before = a.digests()  # what the attestation binds: every file, artifact.json included
-        sha_before = a.content_sha256()
-        m: dict[str, Any] = {"size_bytes": a.size_bytes, "eval": None, "eval_error": None, "eval_error_kind": None,
-                             "bench": {}, "bench_errors": {},
-                             "reference_sha256": None if ref_info is None else ref_info["sha256"]}
-        say(f"{p.name}: evaluating on {golden}")
-        try:
-            m["eval"] = evaluate_fn(str(p), str(golden), None if ref is None else str(ref),
-                                    tail_max_count=budget.tail_max_count, topk=budget.topk_ks, batch_size=batch_size,
-                                    threads=threads)
-        except InputError as e:
-            m["eval_error"], m["eval_error_kind"] = str(e), "input"
-            input_errors.append(f"{p.name}: evaluation: {e}")
-        except Exception as e:  # a runtime or library broke: infrastructure, never a pass
-            m["eval_error"], m["eval_error_kind"] = f"{type(e).__name__}: {e}", "tool"
-        for d in devices:
-            say(f"{p.name}: benchmarking on {d}")
-            try:
-                extra = {} if cooldown_s is None else {"cooldown_s": cooldown_s}
-                m["bench"][d] = bench_fn(str(p), d, threads=threads, runs=runs, warmup=warmup, trials=trials, **extra)
-            except InputError as e:
-                m["bench_errors"][d] = str(e)
-                input_errors.append(f"{p.name}: bench on {d}: {e}")
-            except Exception as e:  # ToolError (device missing/unauthorized/tool crash) or a library bug
-                kind = "" if isinstance(e, OptimError) else f"{type(e).__name__}: "
-                m["bench_errors"][d] = f"{kind}{e}"
-        checks = C.artifact_checks(budget, m, devices)
-        sha_after = a.content_sha256()
-        if sha_after != sha_before or a.digests() != digests_before:
-            checks.append(C.Check("artifact_bytes", "integrity", C.FAIL, "", reason=(
-                f"the artifact's files changed while it was being verified (sha256 {sha_before[:12]} → {sha_after[:12]})")))
-        entries.append({
-            "name": p.name, "path": str(p), "format": a.format, "scheme": a.scheme,
-            "content_sha256": sha_before, "size_bytes": a.size_bytes, "size_mb": a.size_bytes / 1e6,
-            "files": list(a.files), "digests": digests_before,
-            "budget": budget.model_dump(mode="json"),
-            "verdict": C.verdict(checks),
-            "checks": [c.to_dict() for c in checks],
-            "eval": m["eval"], "eval_error": m["eval_error"],
-            "bench": m["bench"], "bench_errors": m["bench_errors"],
-        })
 
+def _measure(run: _Run, a, p: Path, budget: ResolvedBudget, evaluate_fn, bench_fn, eval_kw: dict[str, Any],
+             bench_kw: dict[str, Any], say: Callable[[str], None]) -> ArtifactMeasurement:
+    """Size, the golden-set evaluation (:func:`evaluate_step`) and the benchmark on every device
+    (:func:`bench_step`) of one artifact; input errors are added to ``run.input_errors``."""
+    m = ArtifactMeasurement(size_bytes=a.size_bytes,
+                            reference_sha256=None if run.reference_info is None else run.reference_info["sha256"])
+    say(f"{p.name}: evaluating on {run.golden}")
+    _, err = evaluate_step(m, evaluate_fn, str(p), str(run.golden), None if run.reference is None else str(run.reference),
+                           tail_max_count=budget.tail_max_count, topk=budget.topk_ks, **eval_kw)
+    if err is not None:
+        run.input_errors.append(f"{p.name}: evaluation: {err}")
+    for d in run.devices:
+        say(f"{p.name}: benchmarking on {d}")
+    for d, err in bench_step(m, bench_fn, str(p), run.devices, **bench_kw).items():
+        run.input_errors.append(f"{p.name}: bench on {d}: {err}")
+    return m
+
+
+def _judge(run: _Run, a, p: Path, budget: ResolvedBudget, m: ArtifactMeasurement, digests_before: dict[str, str],
+           sha_before: str) -> dict[str, Any]:
+    """The checks of one artifact (:func:`optim.gate.checks.artifact_checks`, plus
+    ``artifact_bytes`` when its files changed while being measured), its verdict, its
+    per-device verdicts, and its report entry."""
+    checks = C.artifact_checks(budget, m, run.devices)
+    sha_after = a.content_sha256()
+    if sha_after != sha_before or a.digests() != digests_before:
+        checks.append(C.Check("artifact_bytes", "integrity", C.FAIL, "", reason=(
+            f"the artifact's files changed while it was being verified (sha256 {sha_before[:12]} → {sha_after[:12]})")))
+    form = m.to_dict()
+    return {
+        "name": p.name, "path": str(p), "format": a.format, "scheme": a.scheme,
+        "content_sha256": sha_before, "size_bytes": a.size_bytes, "size_mb": a.size_bytes / 1e6,
+        "files": list(a.files), "digests": digests_before,
+        "budget": budget.model_dump(mode="json"),
+        "verdict": C.verdict(checks),
+        "checks": [c.to_dict() for c in checks],
+        "eval": form["eval"], "eval_error": m.eval_error,
+        "bench": form["bench"], "bench_errors": form["bench_errors"],
+        "device_verdicts": C.device_verdicts(checks, m, run.devices),
+    }
+
+
+def _assemble_report(run: _Run, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verify report (schema ``verify-report.v1``): overall verdict, exit code (2 when any
+    input error was recorded), run metadata, summary counts and the artifact entries."""
     verdict_ = C.verdict([c for e in entries for c in e["checks"]])
-    exit_code = 2 if input_errors else C.exit_code_for(verdict_)
     statuses = [c["status"] for e in entries for c in e["checks"]]
-    golden_info = next((e["eval"]["golden"] for e in entries if e["eval"]), None) or {"path": str(golden)}
-    report = {
+    golden_info = next((e["eval"].get("golden") for e in entries if e["eval"]), None) or {"path": str(run.golden)}
+    return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": "optim.verify",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "verdict": verdict_,
-        "exit_code": exit_code,
-        "devices": devices,
-        "policy": {"path": policy.source, "sha256": policy.sha256},
+        "exit_code": 2 if run.input_errors else C.exit_code_for(verdict_),
+        "devices": run.devices,
+        "policy": {"path": run.policy.source, "sha256": run.policy.sha256},
         "golden": golden_info,
-        "reference": ref_info,
+        "reference": run.reference_info,
         "environment": environment(),
         "summary": {s: statuses.count(s) for s in ("pass", "fail", "error", "skipped")} | {"checks": len(statuses)},
-        "input_errors": input_errors,
+        "input_errors": run.input_errors,
         "notes": [HOST_ACCURACY_NOTE],
         "artifacts": entries,
     }
-    result = VerifyResult(report)
-    if out is not None:
-        from optim.gate.reports import write_reports
 
-        from optim.gate.attestation import write_attestation
 
-        result.paths = write_reports(report, Path(out))
-        result.paths["attestation"] = write_attestation(report, [e["digests"] for e in entries], result.paths["json"],
-                                                        Path(out), sign_key=sign_key)
-    return result
+def _write_outputs(result: VerifyResult, entries: list[dict[str, Any]], out: str | Path | None,
+                   sign_key: str | Path | None) -> None:
+    """Write the four reports and the attestation into ``out`` (nothing when ``out`` is None)."""
+    if out is None:
+        return
+    from optim.gate.attestation import write_attestation
+    from optim.gate.reports import write_reports
+
+    result.paths = write_reports(result.report, Path(out))
+    result.paths["attestation"] = write_attestation(result.report, [e["digests"] for e in entries],
+                                                    result.paths["json"], Path(out), sign_key=sign_key)
