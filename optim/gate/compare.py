@@ -16,7 +16,7 @@ reference per candidate:
   latency still apply.
 
 The verdicts are the release gate's own checks (:func:`optim.gate.checks.artifact_checks` on
-the same measurement dict :func:`optim.verify` builds). A checkpoint is not benchmarked: torch
+the same typed measurement, built by the same steps, as :func:`optim.verify`). A checkpoint is not benchmarked: torch
 eager is not a deployable runtime, so its latency is "not measured" (a required device then
 fails, as in verify); export it with ``optim quantize --scheme fp32`` to measure it.
 ``compare`` ranks; it does not release: ``optim publish`` admits only what ``optim verify``
@@ -53,9 +53,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from optim.errors import InputError, OptimError
+from optim.errors import InputError
 from optim.files import sha256_file
 from optim.gate import checks as C
+from optim.gate.measurement import ArtifactMeasurement
+from optim.gate.verify import bench_step, evaluate_step, gate_bench, gate_evaluate
 from optim.gate.policy import Policy, ResolvedBudget, find_policy
 
 REPORT_SCHEMA_VERSION = 1
@@ -431,20 +433,6 @@ class CompareResult:
         return self.report
 
 
-def _default_evaluate(target, golden, reference, **kw):
-    """The gate's evaluation (verify's :func:`~optim.gate.verify.gate_evaluate`: no disk cache),
-    as the ``EvalReport`` whose logits the leaderboard intervals and pairs need."""
-    from optim.gate.verify import gate_evaluate
-
-    return gate_evaluate(target, golden, reference, **kw)
-
-
-def _default_bench(artifact, device, **kw):
-    from optim import bench
-
-    return bench(artifact, device, **kw).to_dict()
-
-
 def _scalar_metrics(h: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in (h.get("metrics") or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -473,7 +461,7 @@ def compare(
     load_kwargs: dict[str, Any] | None = None,
     resamples: int | None = None,
     evaluate_fn: Callable[..., Any] | None = None,
-    bench_fn: Callable[..., dict] | None = None,
+    bench_fn: Callable[..., Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CompareResult:
     """Compare ``candidates`` (checkpoint files or artifact directories, ``NAME=PATH`` to name
@@ -495,8 +483,11 @@ def compare(
     missing path, a candidate that is neither a checkpoint nor an artifact, a duplicate name
     or path, a missing or invalid policy or golden set, an unknown ``metric``, or a candidate
     whose accuracy budgets need an FP32 reference that is not on disk. Measurement failures are
-    recorded per candidate (never a pass). ``evaluate_fn`` returns an ``EvalReport``;
-    ``bench_fn`` the dict of ``BenchResult.to_dict()``.
+    recorded per candidate (never a pass). ``evaluate_fn`` returns an ``EvalReport`` (its
+    per-image logits give the intervals and pairs; a dict is judged but gets neither);
+    ``bench_fn`` a ``BenchResult`` or its dict. Both run through verify's measurement steps
+    (:func:`~optim.gate.verify.evaluate_step`, :func:`~optim.gate.verify.bench_step`: devices
+    in parallel, parsed once into :class:`~optim.gate.measurement.ArtifactMeasurement`).
     """
     say = progress or (lambda _m: None)
     devices = list(dict.fromkeys(devices))
@@ -524,8 +515,8 @@ def compare(
         if b.has_checks and b.needs_reference and c.reference is None and not c.own_baseline:
             raise InputError(f"candidate {c.name} ({c.path}): the policy has accuracy budgets but its FP32 reference was "
                              "not found (its source checkpoint or lineage reference is not on disk); restore it")
-    evaluate_fn = evaluate_fn or _default_evaluate
-    bench_fn = bench_fn or _default_bench
+    evaluate_fn = evaluate_fn or gate_evaluate  # the EvalReport: its logits give the intervals and pairs
+    bench_fn = bench_fn or gate_bench
     kw_load = {k: v for k, v in (load_kwargs or {}).items() if v not in (None, False, ())}
 
     rows: list[dict[str, Any]] = []
@@ -536,34 +527,22 @@ def compare(
         say(f"{c.name}: evaluating on {golden} (FP32 reference: {ref_txt or 'none'}"
             f"{', its own baseline' if c.own_baseline else ''})")
         tail_max = budget.tail_max_count if budget is not None else 50
-        m: dict[str, Any] = {"size_bytes": c.size_bytes, "eval": None, "eval_error": None, "eval_error_kind": None,
-                             "bench": {}, "bench_errors": {},
-                             "reference_sha256": (c.reference_info or {}).get("sha256")}
-        report_obj = None
-        try:
-            report_obj = evaluate_fn(str(c.path), str(golden), None if c.reference is None else str(c.reference),
-                                     tail_max_count=tail_max, batch_size=batch_size, threads=threads,
-                                     load_kwargs=kw_load or None)
-            m["eval"] = report_obj.to_dict()
-        except InputError as e:
-            m["eval_error"], m["eval_error_kind"] = str(e), "input"
-            input_errors.append(f"{c.name}: evaluation: {e}")
-        except Exception as e:  # a runtime or library broke: infrastructure, never a pass
-            m["eval_error"], m["eval_error_kind"] = f"{type(e).__name__}: {e}", "tool"
+        m = ArtifactMeasurement(size_bytes=c.size_bytes, reference_sha256=(c.reference_info or {}).get("sha256"))
+        result, err = evaluate_step(m, evaluate_fn, str(c.path), str(golden),
+                                    None if c.reference is None else str(c.reference), tail_max_count=tail_max,
+                                    batch_size=batch_size, threads=threads, load_kwargs=kw_load or None)
+        if err is not None:
+            input_errors.append(f"{c.name}: evaluation: {err}")
+        # the EvalReport itself (per-image logits for intervals and pairs), when the evaluation gave one
+        report_obj = result if m.eval is not None and hasattr(result, "logits") else None
         notes: list[str] = []
         if c.kind == "artifact":
             for d in devices:
                 say(f"{c.name}: benchmarking on {d}")
-                try:
-                    extra = {} if cooldown_s is None else {"cooldown_s": cooldown_s}
-                    m["bench"][d] = bench_fn(str(c.path), d, threads=threads, runs=runs, warmup=warmup, trials=trials,
-                                             **extra)
-                except InputError as e:
-                    m["bench_errors"][d] = str(e)
-                    input_errors.append(f"{c.name}: bench on {d}: {e}")
-                except Exception as e:
-                    kind = "" if isinstance(e, OptimError) else f"{type(e).__name__}: "
-                    m["bench_errors"][d] = f"{kind}{e}"
+            bench_kw = {"threads": threads, "runs": runs, "warmup": warmup, "trials": trials,
+                        **({} if cooldown_s is None else {"cooldown_s": cooldown_s})}
+            for d, err in bench_step(m, bench_fn, str(c.path), devices, **bench_kw).items():
+                input_errors.append(f"{c.name}: bench on {d}: {err}")
         else:
             notes.append(CHECKPOINT_LATENCY_NOTE)
         if budget is None:
@@ -649,8 +628,9 @@ def _changed(c: _Candidate) -> str:
     return ""
 
 
-def _row(c: _Candidate, budget: ResolvedBudget | None, m: dict[str, Any], checks: list[C.Check], notes: list[str],
-         report_obj, devices: list[str], resamples: int | None) -> dict[str, Any]:
+def _row(c: _Candidate, budget: ResolvedBudget | None, meas: ArtifactMeasurement, checks: list[C.Check],
+         notes: list[str], report_obj, devices: list[str], resamples: int | None) -> dict[str, Any]:
+    m = meas.to_dict()
     ev = m["eval"] or {}
     metrics: dict[str, dict[str, Any]] = {}
     deltas: dict[str, dict[str, Any]] = {}
