@@ -59,7 +59,11 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<p><b>Input errors:</b></p><ul>" + "".join(f"<li>{_e(x)}</li>" for x in report["input_errors"]) + "</ul>")
     for a in report["artifacts"]:
         parts.append(f"<h2>{_e(a['name'])} <span class='verdict {_e(a['verdict'])}'>{_e(a['verdict'].upper())}</span></h2>")
-        parts.append(f"<p class='meta'>{_e(a['path'])} · policy sections: {_e(', '.join(a['budget'].get('sections', [])))}</p>")
+        dv = a.get("device_verdicts") or {}
+        devices = (" · devices: " + ", ".join(f"{_e(d)} <span class='st {_e(v)}'>{_e(STATUS_WORD.get(v, v))}</span>"
+                                             for d, v in dv.items())) if dv else ""
+        parts.append(f"<p class='meta'>{_e(a['path'])} · policy sections: {_e(', '.join(a['budget'].get('sections', [])))}"
+                     f"{devices}</p>")
         parts.append("<table><tr><th>check</th><th>measured</th><th>threshold</th><th>margin</th><th>95 % interval</th><th>status</th><th>why</th></tr>")
         for c in a["checks"]:
             r = row(c)

@@ -31,8 +31,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| `{a['name']}` | `{a['content_sha256'][:12]}` | {fmt(a['size_mb'], 'MB')} | "
                      f"{STATUS_MARK.get(a['verdict'], a['verdict'])} | {', '.join(f'`{b}`' for b in bad) or '—'} |")
     for a in report["artifacts"]:
-        lines += ["", f"### `{a['name']}` ({a['format']}, {a['scheme']}): {STATUS_MARK.get(a['verdict'], a['verdict'])}", "",
-                  "| check | measured | threshold | margin | 95 % interval | status |", "|---|---|---|---|---|---|"]
+        lines += ["", f"### `{a['name']}` ({a['format']}, {a['scheme']}): {STATUS_MARK.get(a['verdict'], a['verdict'])}", ""]
+        if a.get("device_verdicts"):
+            lines += ["Devices: " + " · ".join(f"`{d}` {STATUS_MARK.get(v, v)}" for d, v in a["device_verdicts"].items()), ""]
+        lines += ["| check | measured | threshold | margin | 95 % interval | status |", "|---|---|---|---|---|---|"]
         notes = []
         for c in a["checks"]:
             r = row(c)
