@@ -88,8 +88,8 @@ def evaluate_step(m: ArtifactMeasurement, evaluate_fn: Callable[..., Any], targe
     """Evaluate one target into ``m`` (``m.eval``, or ``m.eval_error`` and its kind).
 
     ``evaluate_fn(target, golden, reference, **kw)`` returns an ``EvalReport``, its dict or an
-    :class:`~optim.gate.measurement.EvalView`; it is parsed once here (a malformed report is an evaluation error of kind
-    "tool"). An :class:`InputError` is an input problem (kind "input", exit 2); any other
+    :class:`~optim.gate.measurement.EvalView`; it is parsed once here (a malformed report is an
+    evaluation error of kind "tool"). An :class:`InputError` is an input problem (kind "input", exit 2); any other
     exception means a runtime or library broke (kind "tool", exit 3): never a pass.
     Returns ``(what evaluate_fn returned or None, the input error's text or None)``."""
     try:
@@ -110,8 +110,8 @@ def bench_step(m: ArtifactMeasurement, bench_fn: Callable[..., Any], artifact: s
     each, :func:`optim.device_bench.parallel.run_per_device`), each device's outcome its own.
 
     ``bench_fn(artifact, device, **kw)`` returns a ``BenchResult``, its dict or a
-    :class:`~optim.gate.measurement.BenchView` (parsed once here; a malformed one is an error on that device). An
-    :class:`InputError` is recorded in ``m.bench_errors[device]`` and returned as an input
+    :class:`~optim.gate.measurement.BenchView` (parsed once here; a malformed one is an error on
+    that device). An :class:`InputError` is recorded in ``m.bench_errors[device]`` and returned as an input
     error (exit 2); any other exception (a :class:`~optim.errors.ToolError`: device lost,
     unauthorized, tool crash; or a library bug, prefixed with its type) only in
     ``m.bench_errors[device]`` (its ``p95[device]`` check is an error, exit 3). Returns
