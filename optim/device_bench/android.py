@@ -344,6 +344,11 @@ class AdbDevice(Device):
     def claims(cls, name: str) -> bool:
         return True  # select_device() says precisely why a name is neither a profile nor a serial
 
+    def identity(self) -> str:
+        """``"adb serial SERIAL"`` of the connected phone this name means (a profile is resolved
+        with :func:`select_device`, which raises as documented there)."""
+        return f"adb serial {select_device(self.name).serial}"
+
     def bench(self, artifact, *, threads=None, runs=100, warmup=10, trials=3, cooldown_s=None,
               drift_pct=DEFAULT_DRIFT_PCT, load_kwargs=None, measure_memory=True, log=None) -> BenchResult:
         return bench_android(artifact, self.name, threads=threads, runs=runs, warmup=warmup, trials=trials,
