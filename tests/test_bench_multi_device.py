@@ -185,3 +185,48 @@ def test_double_state_survives_concurrent_invocations(phones):
     assert answers == ["bluejay", "labphone"] * 8
     assert len(phones.calls()) == 16 and len(phones.spans()) == 16
     assert sorted({s["serial"] for s in phones.spans()}) == sorted([SERIAL, LAB])
+
+
+def test_ctrl_c_stops_every_device_worker_and_its_tools(tmp_path):
+    """Ctrl-C reaches only the main thread (tools run in their own sessions): run_per_device must
+    stop the tools the workers are running, wait for the workers and re-raise, leaving no process."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    from optim.device_bench import process
+    from optim.device_bench.parallel import run_per_device
+
+    pids = {}
+
+    def worker(d: str):
+        script = f"import os, time; open({str(tmp_path / d)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+        return process.run_tool([sys.executable, "-c", script], timeout_s=600, what=f"tool on {d}", grace_s=0.5)
+
+    def interrupt_when_both_run():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all((tmp_path / d).exists() and (tmp_path / d).read_text()
+                                                      for d in ("a", "b")):
+            time.sleep(0.02)
+        pids.update({d: int((tmp_path / d).read_text()) for d in ("a", "b")})
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    t = threading.Thread(target=interrupt_when_both_run, daemon=True)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_per_device(["a", "b"], worker)
+    t.join(timeout=60)
+    assert set(pids) == {"a", "b"}
+    for pid in pids.values():  # both 600 s tools are gone (they were killed, not waited for)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not [th for th in threading.enumerate() if th.name.startswith("optim-device")]
+    # and tools start again afterwards
+    assert process.run_tool([sys.executable, "-c", "print(1)"], timeout_s=30).stdout == "1\n"
+    with pytest.raises(process.ToolStoppedError):  # while stopped, pause() and run_tool() refuse
+        process.stop_all_tools(grace_s=0)
+        try:
+            process.pause(30)
+        finally:
+            process.resume_tools()
