@@ -230,3 +230,21 @@ def test_ctrl_c_stops_every_device_worker_and_its_tools(tmp_path):
             process.pause(30)
         finally:
             process.resume_tools()
+
+
+def test_host_alongside_a_phone_warns_and_an_input_error_is_exit_2(phones, resnet18_ckpt, monkeypatch):
+    """A checkpoint runs on the host but not on a phone: the phone's entry is its InputError, the
+    host's result is kept (with a note that a phone was driven meanwhile); the CLI exits 2."""
+    monkeypatch.delenv("ADB_DOUBLE_RENDEZVOUS")
+    out = optim.bench_devices(resnet18_ckpt, ["host", "pixel6a"], runs=3, warmup=1, trials=1, measure_memory=False)
+    assert isinstance(out["pixel6a"], InputError) and "only exported artifacts" in str(out["pixel6a"])
+    host = out["host"]
+    assert host.device.kind == "host" and host.latency.p95 is not None and host.latency.p95 > 0
+    assert any("1 other device(s) ran in parallel" in w for w in host.warnings)
+    res = CliRunner().invoke(cli, ["bench", str(resnet18_ckpt), "--device", "host", "--device", "pixel6a", "--runs", "3",
+                                   "--warmup", "1", "--trials", "1", "--no-memory", "--json"])
+    assert res.exit_code == 2, res.stderr
+    payload = json.loads(res.stdout)
+    assert payload["devices"]["host"]["status"] == "ok" and len(payload["devices"]["host"]["results"]) == 1
+    assert payload["devices"]["pixel6a"]["errors"][0]["exit_code"] == 2
+    assert "1 of 2 devices failed (pixel6a)" in res.stderr
