@@ -100,7 +100,7 @@ def bench_devices(artifact: str | Path, devices: Sequence[str], *, log: Callable
                              "cannot be benchmarked twice at once (each run would disturb the other's timings); "
                              "name it once")
         owner[ident] = d
-    others = len(names) - 1
+    others = len(names) - 1 - len(unreachable)  # devices actually driven alongside
 
     def one(d: str) -> BenchResult:
         if d in unreachable:
