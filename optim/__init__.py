@@ -12,7 +12,8 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.distill` — a student of another architecture trained from a teacher, saved with its lineage;
 * :func:`optim.quantize_qat` — QAT (PT2E) distilled from the FP32 model, INT8 artifacts;
 * :func:`optim.evaluate` — golden-set accuracy, per-class/tail deltas vs FP32 with intervals.
-* :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
+* :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone;
+  :func:`optim.bench_devices` — the same on several devices at once, each with its own outcome;
 * :func:`optim.verify` — the release gate (size, accuracy vs FP32, p95 per device → verdicts, reports);
 * :func:`optim.compare` — a leaderboard of candidates, each against its own FP32 reference, with a recommendation;
 * :func:`optim.publish` — an artifact that passed verify → an atomic, content-addressed release.
@@ -42,6 +43,7 @@ _API = {
     "GoldenSet": "optim.golden_sets.golden_set",
     "build_golden_set_from_images": "optim.golden_sets.build",
     "bench": "optim.device_bench.api",
+    "bench_devices": "optim.device_bench.api",
     "BenchResult": "optim.device_bench.result",
     "verify": "optim.gate.verify",
     "compare": "optim.gate.compare",

@@ -64,12 +64,20 @@ class AdbDouble:
     def shell_commands(self) -> list[str]:
         return [" ".join(c[3:]) for c in self.calls() if c[:1] == ["-s"] and c[2:3] == ["shell"]]
 
-    def emitted(self) -> list[dict]:
+    def emitted(self, serial: str | None = None) -> list[dict]:
+        """What the double's tools printed, in order (only device ``serial``'s when given)."""
         p = self.state / "emitted.jsonl"
+        rows = [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
+        return [r for r in rows if serial is None or r["serial"] == serial]
+
+    def spans(self) -> list[dict]:
+        """Every adb invocation's {serial, argv, pid, start, end, rc} (wall-clock seconds)."""
+        p = self.state / "spans.jsonl"
         return [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
 
-    def device_tmp(self) -> Path:
-        return self.state / "fs" / "data" / "local" / "tmp"
+    def device_tmp(self, serial: str = SERIAL) -> Path:
+        """/data/local/tmp of device ``serial`` (each emulated device has its own file system)."""
+        return self.state / "fs" / serial / "data" / "local" / "tmp"
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 
 from optim.device_bench.errors import (AdbNotFoundError, DeviceDisconnectedError, DeviceOfflineError,
                                        DeviceUnauthorizedError, ToolRunError)
-from optim.device_bench.process import run_tool
+from optim.device_bench.process import pause, run_tool
 from optim.errors import InputError
 
 _GONE = re.compile(r"device '.*' not found|no devices/emulators found|device offline|error: closed|"
@@ -203,7 +202,7 @@ class Adb:
         if not self._gone(proc):
             return proc
         self.retries_used.append(what)
-        time.sleep(self.retry_delay_s)
+        pause(self.retry_delay_s)
         proc = self._exec(args, timeout)
         if self._gone(proc):
             msg = (proc.stderr or proc.stdout).strip().splitlines()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,6 +29,7 @@ from optim.device_bench.devices import Device
 from optim.device_bench.config import DeviceConfig, ToolConfig, load_config
 from optim.device_bench.errors import (DeviceNotFoundError, DeviceOfflineError, DeviceUnauthorizedError,
                                        ToolNotConfiguredError, ToolRunError)
+from optim.device_bench.process import pause
 from optim.device_bench.profiles import DeviceProfile, all_profiles, match_profile
 from optim.device_bench.result import BenchResult, DeviceInfo
 from optim.device_bench.stats import DEFAULT_DRIFT_PCT, summarize_aggregate_trials, summarize_trials
@@ -344,6 +344,11 @@ class AdbDevice(Device):
     def claims(cls, name: str) -> bool:
         return True  # select_device() says precisely why a name is neither a profile nor a serial
 
+    def identity(self) -> str:
+        """``"adb serial SERIAL"`` of the connected phone this name means (a profile is resolved
+        with :func:`select_device`, which raises as documented there)."""
+        return f"adb serial {select_device(self.name).serial}"
+
     def bench(self, artifact, *, threads=None, runs=100, warmup=10, trials=3, cooldown_s=None,
               drift_pct=DEFAULT_DRIFT_PCT, load_kwargs=None, measure_memory=True, log=None) -> BenchResult:
         return bench_android(artifact, self.name, threads=threads, runs=runs, warmup=warmup, trials=trials,
@@ -352,15 +357,16 @@ class AdbDevice(Device):
 
 def _cool_down(a: Adb, seconds: float, max_factor: float = 3.0) -> float:
     """Sleep ``seconds``; while the thermal status is still above 0 (throttling), keep waiting
-    in steps of at most 10 s, up to ``max_factor × seconds`` in all. Returns the time waited."""
-    time.sleep(seconds)
+    in steps of at most 10 s, up to ``max_factor × seconds`` in all. Returns the time waited.
+    Ends early with :class:`~optim.device_bench.process.ToolStoppedError` on an interrupt."""
+    pause(seconds)
     waited = seconds
     while waited < max_factor * seconds:
         status = read_thermal(a).get("status")
         if not status:
             break
         step = min(10.0, seconds)
-        time.sleep(step)
+        pause(step)
         waited += step
     return waited
 

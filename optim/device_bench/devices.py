@@ -35,11 +35,14 @@ class Device(ABC):
     Attributes:
         kind: the kind's registry name (``"host"``, ``"adb"``).
         fallback: asked after every non-fallback kind (a catch-all such as adb serials).
+        on_this_machine: the benchmark runs on this machine's own CPUs (``host``), so other
+            work driven from this machine at the same time can show in its timings.
         name: the ``--device`` value this instance was made for.
     """
 
     kind: ClassVar[str] = ""
     fallback: ClassVar[bool] = False
+    on_this_machine: ClassVar[bool] = False
 
     def __init__(self, name: str):
         self.name = name
@@ -48,6 +51,14 @@ class Device(ABC):
     @abstractmethod
     def claims(cls, name: str) -> bool:
         """True if ``--device name`` means a device of this kind."""
+
+    def identity(self) -> str:
+        """The physical device this name means, as a short description that is equal for two
+        names of the same device (adb: ``"adb serial SERIAL"``, whether named by profile or
+        serial). :func:`optim.device_bench.api.bench_devices` refuses two names with the same
+        identity. Default: ``"KIND NAME"``. Raises :class:`InputError` for a name that means no
+        device, :class:`ToolError` subclasses when the device cannot be reached."""
+        return f"{self.kind} {self.name}"
 
     @abstractmethod
     def bench(self, artifact: str | Path, *, threads: int | None = None, runs: int = 100, warmup: int = 10,

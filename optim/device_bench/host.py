@@ -107,10 +107,14 @@ class HostDevice(Device):
     accepted when it sits in its artifact directory."""
 
     kind = "host"
+    on_this_machine = True
 
     @classmethod
     def claims(cls, name: str) -> bool:
         return name == cls.kind
+
+    def identity(self) -> str:
+        return "this machine (host)"
 
     def bench(self, artifact, *, threads=None, runs=100, warmup=10, trials=3, cooldown_s=None,
               drift_pct=DEFAULT_DRIFT_PCT, load_kwargs=None, measure_memory=True, log=None) -> BenchResult:

@@ -2,6 +2,11 @@
 
 A benchmark on a phone is mostly waiting on adb and the device, so threads (not processes)
 suffice; a device that fails (lost mid-run, tool crash) fails only its own entry.
+
+Ctrl-C: only the main thread receives KeyboardInterrupt, and the tools run in their own
+sessions, so on an interrupt the main thread stops every running tool
+(:func:`optim.device_bench.process.stop_all_tools`; the workers then fail fast), waits for
+the workers, and re-raises: no adb process and no worker outlives the interrupt.
 """
 
 from __future__ import annotations
@@ -29,11 +34,22 @@ def run_per_device(devices: Sequence[str], fn: Callable[[str], T]) -> dict[str, 
             except Exception as e:  # noqa: BLE001 - recorded per device
                 out[d] = e
         return out
-    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="optim-device") as pool:
+    from optim.device_bench.process import resume_tools, stop_all_tools
+
+    pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="optim-device")
+    try:
         futures = {d: pool.submit(fn, d) for d in names}
         for d in names:
             try:
                 out[d] = futures[d].result()
             except Exception as e:  # noqa: BLE001 - recorded per device
                 out[d] = e
+    except BaseException:  # KeyboardInterrupt/SystemExit in this (the waiting) thread
+        stop_all_tools()
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            resume_tools()
+        raise
+    pool.shutdown(wait=True)
     return out

@@ -10,6 +10,13 @@ output pipes open, which would also hang the reader).
 Limits, by design: a child that calls ``setsid()`` itself (the adb *server* daemon does, on
 purpose: it is shared by every adb client) leaves the group and is not killed; nothing is
 killed after a tool exits normally, so such daemons keep running as the user expects.
+
+Several threads (one per device, :mod:`optim.device_bench.parallel`) may run tools at once:
+timeouts use ``communicate(timeout=...)`` and ``os.killpg``, which work in any thread (no
+``signal.signal`` handler, which only the main thread may install). Because each tool runs in
+its own session, a Ctrl-C on the terminal reaches only optim's main thread, never the tools:
+:func:`stop_all_tools` (called by the main thread on KeyboardInterrupt) kills every tool any
+thread is running and makes new ones fail fast (:func:`pause` too) until :func:`resume_tools`.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Sequence
 
 from optim.errors import ToolError
@@ -27,6 +36,47 @@ DEFAULT_GRACE_S = 2.0
 
 class ToolTimeoutError(ToolError):
     """An external tool did not finish within its timeout; its process group was killed."""
+
+
+class ToolStoppedError(ToolError):
+    """The run was interrupted (Ctrl-C in the main thread): the tool was stopped or not started."""
+
+
+_lock = threading.Lock()  # guards _running and the check of _stopping around a tool's start
+_running: dict[int, str] = {}  # pgid → label of every tool running now, in any thread
+_stopping = threading.Event()
+
+
+def stop_all_tools(grace_s: float = DEFAULT_GRACE_S) -> int:
+    """Stop every tool :func:`run_tool` is running in any thread (SIGTERM to its process group,
+    SIGKILL after ``grace_s`` seconds), and make :func:`run_tool` and :func:`pause` raise
+    :class:`ToolStoppedError` until :func:`resume_tools`. The threads that started the tools
+    reap them (their ``run_tool`` raises :class:`ToolStoppedError`). Returns how many groups
+    were signalled. Thread-safe; meant for the main thread on KeyboardInterrupt."""
+    with _lock:
+        _stopping.set()
+        groups = list(_running)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(group_alive(g) for g in groups):
+        time.sleep(0.05)
+    for pgid in groups:
+        if group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+    return len(groups)
+
+
+def resume_tools() -> None:
+    """Allow tools to start again after :func:`stop_all_tools`."""
+    _stopping.clear()
+
+
+def pause(seconds: float) -> None:
+    """``time.sleep(seconds)`` that ends early with :class:`ToolStoppedError` when
+    :func:`stop_all_tools` is called meanwhile (cool-downs and retry delays of worker threads)."""
+    if _stopping.wait(max(0.0, seconds)):
+        raise ToolStoppedError("interrupted: the benchmark was stopped")
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -66,12 +116,17 @@ def run_tool(cmd: Sequence[str], *, timeout_s: float, what: str | None = None, e
         ``not_found``: the executable does not exist or cannot be executed.
     """
     label = what or " ".join(cmd)[:200]
-    try:
-        proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, errors="replace", env=env, start_new_session=True)
-    except (FileNotFoundError, PermissionError, OSError) as e:
-        raise not_found(f"`{label}` could not be started: {e.strerror or e}") from None
-    pgid = proc.pid  # start_new_session: the child is the leader of a new group whose id is its pid
+    with _lock:  # a tool starts either before stop_all_tools() sees _running or not at all
+        if _stopping.is_set():
+            raise ToolStoppedError(f"interrupted: `{label}` was not started")
+        try:
+            proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, errors="replace", env=env,
+                                    start_new_session=True)
+        except (FileNotFoundError, PermissionError, OSError) as e:
+            raise not_found(f"`{label}` could not be started: {e.strerror or e}") from None
+        pgid = proc.pid  # start_new_session: the child is the leader of a new group whose id is its pid
+        _running[pgid] = label
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -81,6 +136,13 @@ def run_tool(cmd: Sequence[str], *, timeout_s: float, what: str | None = None, e
     except BaseException:  # KeyboardInterrupt while waiting: take the tool down with us
         _kill_group(proc, pgid, grace_s)
         raise
+    finally:
+        with _lock:
+            _running.pop(pgid, None)
+    if _stopping.is_set():  # stopped by stop_all_tools(): its exit status means nothing
+        if group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+        raise ToolStoppedError(f"interrupted: `{label}` was stopped")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

@@ -15,8 +15,17 @@ no phone attached. It emulates a device file system under $ADB_DOUBLE_DIR/fs and
 
 The three tools print their documented output formats (see optim/device_bench/parsers.py for
 the sources) with synthetic latencies; every latency it prints is also written to
-$ADB_DOUBLE_DIR/emitted.jsonl so tests can recompute the statistics independently.
-Every invocation is appended to $ADB_DOUBLE_DIR/calls.jsonl.
+$ADB_DOUBLE_DIR/emitted.jsonl ({"serial", "tool", "unit", "values"}) so tests can recompute the
+statistics independently, per device. Every invocation's argv is appended to
+$ADB_DOUBLE_DIR/calls.jsonl, and its time span to $ADB_DOUBLE_DIR/spans.jsonl
+({"serial", "argv", "pid", "start", "end", "rc"}; wall-clock seconds, time.time()).
+
+Several devices: each serial has its own file system ($ADB_DOUBLE_DIR/fs/SERIAL/...), its own
+counters, logcat and "gone" marker, so the calls of two devices may interleave freely
+(optim benchmarks several devices in parallel, one adb process per call). Every shared file
+(calls.jsonl, spans.jsonl, emitted.jsonl, the counters) is written under an exclusive
+fcntl.flock on $ADB_DOUBLE_DIR/.lock, so concurrent invocations never tear a line or lose
+an increment.
 
 Environment:
   ADB_DOUBLE_DIR      state directory (required)
@@ -30,11 +39,24 @@ Environment:
             $ADB_DOUBLE_DIR/grandchild.pid, and then hangs itself),
       bad-cpufreq (a non-numeric cpuinfo_max_freq), bad-getprop (ro.product.device with
             control characters)
+      disappear-after:SERIAL:N (per device; may be given for several serials) — device SERIAL
+            serves its first N on-device tool runs (benchmark_model / executor_runner /
+            onnxruntime_perf_test invocations), then vanishes: from the (N+1)-th tool run on,
+            it is no longer listed by `adb devices` and every call naming it fails with
+            "adb: device 'SERIAL' not found"; the other devices are unaffected.
   ADB_DOUBLE_LATENCY_MS  median synthetic latency (default 12.5)
+  ADB_DOUBLE_RENDEZVOUS  comma-separated serials: the first tool run of each listed serial
+            waits until every listed serial has started its first tool run (a barrier between
+            separate adb processes). Passing it proves the devices were benchmarked at the
+            same time; if they run one after another, the first waiter gives up after
+            $ADB_DOUBLE_RENDEZVOUS_TIMEOUT_S (default 30) and its tool fails with
+            "rendezvous timed out" (exit 1).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import random
@@ -42,15 +64,45 @@ import re
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 STATE = Path(os.environ["ADB_DOUBLE_DIR"])
-FS = STATE / "fs"
 FAULTS = set(filter(None, os.environ.get("ADB_DOUBLE_FAULT", "").split(",")))
+#: serial → number of tool runs it serves before it vanishes (ADB_DOUBLE_FAULT disappear-after:SERIAL:N)
+DISAPPEAR_AFTER = {f.split(":")[1]: int(f.split(":")[2]) for f in FAULTS
+                   if f.startswith("disappear-after:") and len(f.split(":")) == 3}
+SERIAL: str | None = None  # the device this invocation talks to (set in main)
 DEFAULT_DEVICES = [{"serial": "28011JEGR09914", "state": "device", "device": "bluejay", "model": "Pixel 6a",
                     "abi": "arm64-v8a"}]
 # Tensor G1 layout as the kernel reports it (kHz): A55 cpu0-3, A76 cpu4-5, X1 cpu6-7
 CPU_FREQS = {0: 1803000, 1: 1803000, 2: 1803000, 3: 1803000, 4: 2253000, 5: 2253000, 6: 2802000, 7: 2802000}
+
+
+@contextlib.contextmanager
+def locked():
+    """An exclusive lock shared by every invocation of the double (fcntl.flock on .lock)."""
+    with open(STATE / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def append_line(name: str, record) -> None:
+    """Append one JSON line to $ADB_DOUBLE_DIR/NAME under the lock (one write: never torn)."""
+    line = (json.dumps(record) + "\n").encode()
+    with locked():
+        fd = os.open(STATE / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def gone_marker(serial: str) -> Path:
+    return STATE / f"gone_{serial}"
 
 
 def devices() -> list[dict]:
@@ -62,19 +114,21 @@ def devices() -> list[dict]:
             d["state"] = "unauthorized"
         if "offline" in FAULTS:
             d["state"] = "offline"
-    return devs
+    return [d for d in devs if not gone_marker(d["serial"]).exists()]  # disappear-after: unlisted once gone
 
 
 def counter(name: str) -> int:
-    """Increment and return a persistent counter."""
-    p = STATE / f"counter_{name}"
-    n = int(p.read_text()) + 1 if p.exists() else 1
-    p.write_text(str(n))
+    """Increment and return a persistent counter of this invocation's device (under the lock)."""
+    p = STATE / f"counter_{name}_{SERIAL or 'any'}"
+    with locked():
+        n = int(p.read_text()) + 1 if p.exists() else 1
+        p.write_text(str(n))
     return n
 
 
 def local(remote: str) -> Path:
-    return FS / remote.lstrip("/")
+    """The host path of ``remote`` on this invocation's device: each serial has its own file system."""
+    return STATE / "fs" / (SERIAL or "any") / remote.lstrip("/")
 
 
 def out(s: str = "") -> None:
@@ -86,14 +140,14 @@ def err(s: str) -> None:
 
 
 def emit(tool: str, values: list[float], unit: str) -> None:
-    with open(STATE / "emitted.jsonl", "a") as f:
-        f.write(json.dumps({"tool": tool, "unit": unit, "values": values}) + "\n")
+    append_line("emitted.jsonl", {"serial": SERIAL, "tool": tool, "unit": unit, "values": values})
 
 
 def latencies(n: int, scale: float = 1.0) -> list[float]:
-    """n synthetic latencies (ms): lognormal around the median plus rare slow outliers."""
+    """n synthetic latencies (ms): lognormal around the median plus rare slow outliers
+    (seeded per device and call: two devices never print the same numbers)."""
     base = float(os.environ.get("ADB_DOUBLE_LATENCY_MS", "12.5")) * scale
-    rng = random.Random(counter("latency_seed"))
+    rng = random.Random(f"{SERIAL}:{counter('latency_seed')}")
     return [base * rng.lognormvariate(0, 0.04) * (1.6 if rng.random() < 0.03 else 1.0) for _ in range(n)]
 
 
@@ -186,7 +240,7 @@ def run_executor_runner(args: list[str]) -> int:
             "I 00:00:01.000002 executorch:executor_runner.cpp:723] 1 outputs: ",
             "OutputX 0: tensor(sizes=[1, 10], [0.1, -0.2, ...])"]
     if "et-logcat" in FAULTS:  # Android PAL build: ET_LOG goes to logcat, not stderr
-        with open(STATE / "logcat.txt", "a") as f:
+        with open(logcat_file(), "a") as f:
             for l in head + lines + tail[:2]:
                 f.write(l.split("] ", 1)[1] + "\n")
         out(tail[2])
@@ -240,6 +294,29 @@ TOOLS = {"benchmark_model": run_benchmark_model, "executor_runner": run_executor
 
 
 # ------------------------------------------------------------------------------ shell
+def logcat_file() -> Path:
+    return STATE / f"logcat_{SERIAL}.txt"
+
+
+def rendezvous(serial: str) -> str | None:
+    """ADB_DOUBLE_RENDEZVOUS: wait until every listed serial has started its first tool run.
+    Returns an error message on timeout, else None."""
+    names = [n for n in os.environ.get("ADB_DOUBLE_RENDEZVOUS", "").split(",") if n]
+    if serial not in names:
+        return None
+    d = STATE / "rendezvous"
+    d.mkdir(exist_ok=True)
+    (d / serial).touch()
+    limit = float(os.environ.get("ADB_DOUBLE_RENDEZVOUS_TIMEOUT_S", "30"))
+    deadline = time.monotonic() + limit
+    while not all((d / n).exists() for n in names):
+        if time.monotonic() > deadline:
+            missing = [n for n in names if not (d / n).exists()]
+            return f"rendezvous timed out after {limit:g} s: {', '.join(missing)} never started a tool run"
+        time.sleep(0.02)
+    return None
+
+
 def thermal_status() -> int:
     return min(counter("thermal") // 2, 3) if "hot" in FAULTS else 0
 
@@ -308,7 +385,7 @@ def shell(dev: dict, command: str) -> int:
         sys.stdout.write(p.read_text())
         return 0
     if cmd == "logcat":
-        log = STATE / "logcat.txt"
+        log = logcat_file()
         if "-c" in tokens:
             log.unlink(missing_ok=True)
         elif "-d" in tokens:
@@ -331,10 +408,19 @@ def shell(dev: dict, command: str) -> int:
         if "disappear-once" in FAULTS and n_run == 1:
             err(f"error: device '{dev['serial']}' not found")
             return 1
-        if "disappear" in FAULTS and n_run >= 1:
+        if "disappear" in FAULTS and n_run >= 1:  # every device: calls fail, `adb devices` still lists it
             (STATE / "gone").write_text("1")
             err(f"error: device '{dev['serial']}' not found")
             return 1
+        if n_run > DISAPPEAR_AFTER.get(dev["serial"], n_run):  # this device only, unlisted from now on
+            gone_marker(dev["serial"]).write_text("1")
+            err(f"error: device '{dev['serial']}' not found")
+            return 1
+        if n_run == 1:
+            problem = rendezvous(dev["serial"])
+            if problem:
+                err(f"adb test double: {problem}")
+                return 1
         if "tool-crash" in FAULTS:
             out("INFO: STARTING!")
             err("Segmentation fault")
@@ -359,9 +445,22 @@ def hang() -> int:
 
 
 def main(argv: list[str]) -> int:
+    global SERIAL
     STATE.mkdir(parents=True, exist_ok=True)
-    with open(STATE / "calls.jsonl", "a") as f:
-        f.write(json.dumps(argv) + "\n")
+    append_line("calls.jsonl", argv)
+    SERIAL = argv[1] if argv[:1] == ["-s"] and len(argv) > 1 else None
+    start = time.time()
+    rc = 1
+    try:
+        rc = dispatch(argv)
+    finally:
+        append_line("spans.jsonl", {"serial": SERIAL, "argv": argv, "pid": os.getpid(), "start": start,
+                                    "end": time.time(), "rc": rc})
+    return rc
+
+
+def dispatch(argv: list[str]) -> int:
+    global SERIAL
     if "hang" in FAULTS:
         return hang()
     if "noise" in FAULTS:
@@ -390,7 +489,8 @@ def main(argv: list[str]) -> int:
             err("adb: more than one device/emulator" if devs else "adb: no devices/emulators found")
             return 1
         serial = next(iter(devs))
-    if serial not in devs or (STATE / "gone").exists():
+        SERIAL = serial
+    if serial not in devs or (STATE / "gone").exists():  # never connected, or gone (disappear, disappear-after)
         err(f"adb: device '{serial}' not found")
         return 1
     dev = devs[serial]
