@@ -248,3 +248,14 @@ def test_host_alongside_a_phone_warns_and_an_input_error_is_exit_2(phones, resne
     assert payload["devices"]["host"]["status"] == "ok" and len(payload["devices"]["host"]["results"]) == 1
     assert payload["devices"]["pixel6a"]["errors"][0]["exit_code"] == 2
     assert "1 of 2 devices failed (pixel6a)" in res.stderr
+
+
+def test_verify_refuses_one_phone_named_twice_before_measuring(phones, tmp_path):
+    """`optim verify --device pixel6a --device SERIAL` is one phone twice: an input error before any
+    artifact is loaded, evaluated or benchmarked (the shared check is device_bench.api.resolve_devices)."""
+    policy = tmp_path / "optim.toml"
+    policy.write_text("[defaults]\nmax_size_mb = 100\n")
+    (tmp_path / "golden").mkdir()
+    with pytest.raises(InputError, match=r"same device \(adb serial 28011JEGR09914\)"):
+        optim.verify([tmp_path / "no-such-artifact"], tmp_path / "golden", devices=["pixel6a", SERIAL], policy=policy)
+    assert phones.emitted() == []

@@ -50,6 +50,43 @@ def _check_args(artifact: str | Path, *, threads: int | None, runs: int, warmup:
         raise InputError(f"{artifact} does not exist")
 
 
+def resolve_devices(devices: Sequence[str]) -> tuple[dict[str, Any], dict[str, BaseException]]:
+    """The :class:`~optim.device_bench.devices.Device` behind each name of ``devices``, checked
+    to be distinct physical devices → ``({name: Device}, {name: ToolError of a device that
+    cannot be reached now})``. Shared by :func:`bench_devices` and ``optim verify``.
+
+    Raises :class:`InputError` when ``devices`` is empty, a name is given twice, a name is
+    neither a known device nor a connected serial, or two names mean the same physical device
+    (one phone benchmarked twice at once would corrupt both measurements). A device that is not
+    connected, offline or unauthorized is not an input error: it is returned in the second map
+    and fails alone.
+    """
+    from optim.device_bench.devices import get_device
+    from optim.errors import ToolError
+
+    names = list(devices)
+    if not names:
+        raise InputError("no device given: name at least one (--device host, a profile or an adb serial)")
+    dupes = sorted({d for d in names if names.count(d) > 1})
+    if dupes:
+        raise InputError(f"--device {', '.join(dupes)} given more than once; name each device once")
+    handles = {d: get_device(d) for d in names}
+    unreachable: dict[str, BaseException] = {}
+    owner: dict[str, str] = {}  # physical device → the first name that means it
+    for d, dev in handles.items():
+        try:
+            ident = dev.identity()  # InputError (a bad name) propagates: nothing has run yet
+        except ToolError as e:  # not connected, offline, no adb: this device fails alone
+            unreachable[d] = e
+            continue
+        if ident in owner:
+            raise InputError(f"--device {owner[ident]} and --device {d} are the same device ({ident}): one device "
+                             "cannot be benchmarked twice at once (each run would disturb the other's timings); "
+                             "name it once")
+        owner[ident] = d
+    return handles, unreachable
+
+
 def bench_devices(artifact: str | Path, devices: Sequence[str], *, log: Callable[[str], None] | None = None,
                   **bench_kwargs: Any) -> dict[str, BenchResult | BaseException]:
     """Benchmark ``artifact`` on every device in ``devices`` at once (one worker thread per
@@ -74,32 +111,12 @@ def bench_devices(artifact: str | Path, devices: Sequence[str], *, log: Callable
     corrupt both measurements); a name is neither a known device nor a connected serial
     (``Device.identity``); or the arguments are invalid (as :func:`bench`).
     """
-    from optim.device_bench.devices import get_device
     from optim.device_bench.parallel import run_per_device
-    from optim.errors import ToolError
 
     names = list(devices)
-    if not names:
-        raise InputError("no device given: name at least one (--device host, a profile or an adb serial)")
-    dupes = sorted({d for d in names if names.count(d) > 1})
-    if dupes:
-        raise InputError(f"--device {', '.join(dupes)} given more than once; name each device once")
     _check_args(artifact, threads=bench_kwargs.get("threads"), runs=bench_kwargs.get("runs", 100),
                 warmup=bench_kwargs.get("warmup", 10), trials=bench_kwargs.get("trials", 3))
-    handles = {d: get_device(d) for d in names}
-    unreachable: dict[str, BaseException] = {}
-    owner: dict[str, str] = {}  # physical device → the first name that means it
-    for d, dev in handles.items():
-        try:
-            ident = dev.identity()  # InputError (a bad name) propagates: nothing has run yet
-        except ToolError as e:  # not connected, offline, no adb: this device fails alone
-            unreachable[d] = e
-            continue
-        if ident in owner:
-            raise InputError(f"--device {owner[ident]} and --device {d} are the same device ({ident}): one device "
-                             "cannot be benchmarked twice at once (each run would disturb the other's timings); "
-                             "name it once")
-        owner[ident] = d
+    handles, unreachable = resolve_devices(names)
     others = len(names) - 1 - len(unreachable)  # devices actually driven alongside
 
     def one(d: str) -> BenchResult:

@@ -276,7 +276,7 @@ def verify(
     :func:`bench_step`) → :func:`_judge` → :func:`_assemble_report` → :func:`_write_outputs`.
     """
     say = progress or (lambda _m: None)
-    run = _validate_inputs(artifacts, golden, devices, policy, sign_key)
+    run = _validate_inputs(artifacts, golden, devices, policy, sign_key, real_devices=bench_fn is None)
     _load_artifacts(run)
     _resolve_budgets(run)
     _resolve_reference(run, reference, say)
@@ -293,13 +293,19 @@ def verify(
     return result
 
 
-def _validate_inputs(artifacts, golden, devices, policy, sign_key) -> _Run:
+def _validate_inputs(artifacts, golden, devices, policy, sign_key, real_devices: bool = True) -> _Run:
     """Refuse, before anything is measured, a run without devices or artifacts, without a
     policy (a gate without budgets would pass anything), with a bad signing key, or whose
-    golden set is not a directory. Raises :class:`InputError`."""
+    golden set is not a directory; with ``real_devices`` (the default bench), also unknown
+    device names and two names for one physical device
+    (:func:`optim.device_bench.api.resolve_devices`). Raises :class:`InputError`."""
     devices = list(dict.fromkeys(devices))
     if not devices:
         raise InputError("verify needs at least one --device (e.g. host, pixel6a)")
+    if real_devices:
+        from optim.device_bench.api import resolve_devices
+
+        resolve_devices(devices)  # a device that cannot be reached now fails alone, later, in its bench
     if not artifacts:
         raise InputError("verify needs at least one artifact directory")
     if not isinstance(policy, Policy):
