@@ -110,7 +110,7 @@ class ResultsStore:
     metadata records the binding (``optim.eval_results`` → JSON) it was computed under."""
 
     def __init__(self, folder: str | Path, binding: Mapping[str, Any], heads: Mapping[str, int], reference: bool,
-                 part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS):
+                 part_rows: int | None = None, part_seconds: float | None = None):
         import pyarrow as pa
 
         self.folder = Path(folder)
@@ -118,7 +118,8 @@ class ResultsStore:
         self.digest = binding_digest(self.binding)
         self.heads = dict(heads)
         self.reference = reference
-        self.part_rows, self.part_seconds = part_rows, part_seconds
+        self.part_rows = PART_ROWS if part_rows is None else part_rows
+        self.part_seconds = PART_SECONDS if part_seconds is None else part_seconds
         fields = [pa.field("row", pa.int64()), pa.field("id", pa.string())]
         for h, k in self.heads.items():
             fields.append(pa.field(f"logits:{h}", pa.list_(pa.float32(), k)))
