@@ -679,7 +679,7 @@ def evaluate(
                          {h: rl[h][sel] for h in heads_k} if rl is not None else None)
         done[a:b] = True
         counter[0] += len(rows)
-        if progress:
+        if progress and engine == "local":  # the ray engine reports its own batches as they come back
             progress("predict", counter[0], n)
 
     t_prep = time.perf_counter()
@@ -706,13 +706,26 @@ def evaluate(
         elif engine == "ray":
             from optim.golden_sets.ray_engine import predict_ray
 
+            import inspect
+
             wt = worker_threads(threads, workers)
-            lg_all = _check_logits(predict_ray(gs, card, target, verify.files, batch_size=batch_size, workers=workers, threads=wt),
+            accepts = inspect.signature(predict_ray).parameters
+            extra = {k: v for k, v in (("load_kwargs", dict(load_kwargs or {})),) if k in accepts}
+            ray_done = [0]
+
+            def on_ray_batch(k: int) -> None:  # progress while Ray runs (target pass, then the reference's)
+                ray_done[0] += k
+                if progress:
+                    progress("predict" if ray_done[0] <= n else "predict reference", min(ray_done[0], n) if ray_done[0] <= n
+                             else ray_done[0] - n, n)
+            if "on_batch" in accepts:
+                extra["on_batch"] = on_ray_batch
+            lg_all = _check_logits(predict_ray(gs, card, target, verify.files, batch_size=batch_size, workers=workers, threads=wt, **extra),
                                    card, n, "the target")
             rl_all = None
             if ref_rt is not None:
                 rl_all = _check_logits(predict_ray(gs, ref_card, reference, verify.files, batch_size=batch_size, workers=workers,
-                                                   threads=wt), card, n, "the reference")
+                                                   threads=wt, **extra), card, n, "the reference")
             for a, b in batches:
                 on_result(a, b, {h: v[a:b] for h, v in lg_all.items()}, {h: v[a:b] for h, v in rl_all.items()} if rl_all else None)
         elif workers > 1:
