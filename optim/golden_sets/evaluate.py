@@ -689,6 +689,8 @@ def evaluate(
     streamed = True
     chw = tuple(card.input.shape[1:])
     est = n * int(np.prod(chw)) * 4
+    if not same_input(card, ref_card):
+        est += n * int(np.prod(ref_card.input.shape[1:])) * 4  # type: ignore[union-attr]
     if batches and engine == "local" and workers == 1:
         fits = est <= memo.max_bytes if memo is not None else (cache_dir is not False and est <= cache_max_bytes())
         if fits:
