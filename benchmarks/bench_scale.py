@@ -203,7 +203,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of the single-process runtime and of the raw loop; --workers 2 gives each worker max(1, threads // 2). "
+                         "With 1 every runtime has 1 thread: bit identity is expected (torch kernels may round differently across "
+                         "thread counts) and 1 → 2 workers is 1 → 2 cores")
     ap.add_argument("--raw-n", type=int, default=512, help="images preprocessed in memory for the raw runtime loop")
     ap.add_argument("--raw-reps", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "optim_bench_scale")
@@ -262,6 +265,7 @@ def main() -> None:
                      f"{r['images_per_s_command']} | {r['ratio_command_over_raw']} | {r['wall_s']} | {r['load_avg_1m_start']} → {r['load_avg_1m_end']} |")
     lines += ["", "Scaling 1 → 2 workers (stream images/s): "
               f"{runs[1]['images_per_s_stream'] / runs[0]['images_per_s_stream']:.2f}×.",
+              f"Threads per runtime: single process {args.threads}, each of 2 workers {max(1, args.threads // 2)}. "
               "Bit-identical per-sample logits vs the single-process run: "
               + ", ".join(f"{k}: {'yes' if v else '**NO**'}" for k, v in identity.items())
               + ("" if ray else " (ray engine not installed in this tree: not run)") + "."]

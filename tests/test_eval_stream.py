@@ -79,7 +79,7 @@ def test_gate_memo_streams_a_set_over_its_bound_without_touching_disk(resnet18_c
 
 
 def test_two_workers_give_bit_identical_predictions(resnet18_ckpt, golden):
-    one = optim.evaluate(resnet18_ckpt, golden, resnet18_ckpt, batch_size=4, threads=2, cache_dir=False, resamples=100)
+    one = optim.evaluate(resnet18_ckpt, golden, resnet18_ckpt, batch_size=4, threads=1, cache_dir=False, resamples=100)
     two = optim.evaluate(resnet18_ckpt, golden, resnet18_ckpt, batch_size=4, threads=2, workers=2, cache_dir=False, resamples=100)
     assert two.settings["workers"] == 2 and two.settings["worker_threads"] == 1
     _same(one, two)
@@ -90,7 +90,7 @@ def test_two_workers_bit_identical_on_an_exported_onnx_artifact(resnet18_ckpt, g
     q = optim.quantize(resnet18_ckpt, formats="onnx", scheme="fp32", out=tmp_path / "a")
     assert q.ok
     art = q.results[0].artifact_dir
-    one = optim.evaluate(art, golden, batch_size=4, threads=2, cache_dir=False, resamples=100)
+    one = optim.evaluate(art, golden, batch_size=4, threads=1, cache_dir=False, resamples=100)
     two = optim.evaluate(art, golden, batch_size=4, threads=2, workers=2, cache_dir=False, resamples=100)
     assert two.settings["target_format"] == "onnx"
     _same(one, two)

@@ -58,7 +58,8 @@ def parse_tail_classes(values: tuple[str, ...]) -> dict[str, list[str]] | None:
               "(per-sample results for resuming go to OUT/eval-results/, else to the cache folder's eval-results/).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes decoding and predicting batches; each runtime gets max(1, threads // N) threads. "
-                   "Same batches, so the same predictions as one process.")
+                   "Same batch cuts as one process: bit-identical predictions when each runtime has the same thread count "
+                   "(e.g. --threads 1 vs --workers 2 --threads 2).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine's processes; ray: Ray Data (map_batches with an actor pool per runtime).")
 @click.option("--resume/--no-resume", default=True, show_default=True,

@@ -12,9 +12,11 @@ Workers (``workers`` = N > 1): N processes (``spawn``; the parent's thread pools
 forked), each opening its own runtime(s) from the target path with
 ``threads = max(1, threads // N)`` (``threads`` None: the machine's CPU count), and each
 decoding + predicting whole batches. A batch is computed by exactly one worker, with the same
-rows as a single-process run, so predictions are bit-identical as long as the runtime is
-deterministic for a given batch (checked by the tests for torch and ONNX Runtime, 1 vs 2
-threads); the parent only collects logits.
+rows as a single-process run, so predictions are bit-identical to a single process whose
+runtime has the same thread count (``--threads 1`` vs ``--workers 2 --threads 2``). Across
+thread counts they may differ in the last bits: torch's mobilenet_v3_small at 224×224 gives
+logits differing by up to 6.7e-16 between 1 and 2 threads (resnet18 does not; measured
+2026-11-25), which can only flip a top-1 on an exact near-tie. The parent only collects logits.
 
 Results (:class:`ResultsStore`): per-sample logits are appended as they arrive to Parquet
 part files in one folder per *binding* (target digest, reference digest, golden content
