@@ -54,37 +54,43 @@ def parse_tail_classes(values: tuple[str, ...]) -> dict[str, list[str]] | None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Preprocessed-tensor cache (default $OPTIM_CACHE_DIR or ~/.cache/optim; at most $OPTIM_CACHE_MAX_BYTES, "
               "default 2 GiB). Not trusted: every read is checked against its recorded digest and random rows re-decoded.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the preprocessed-tensor cache.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json, eval.md and predictions.parquet here.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json, eval.md and predictions.parquet here "
+              "(per-sample results for resuming go to OUT/eval-results/, else to the cache folder's eval-results/).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes decoding and predicting batches; each runtime gets max(1, threads // N) threads. "
+                   "Same batch cuts as one process: bit-identical predictions when each runtime has the same thread count "
+                   "(e.g. --threads 1 vs --workers 2 --threads 2).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine's processes; ray: Ray Data (map_batches with an actor pool per runtime).")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Reuse the per-sample results an interrupted run of the same target, reference, golden set and batch size left; "
+                   "--no-resume deletes them and starts over.")
 @checkpoint_options
 @json_option
 def command(target: str, golden: str, reference: str | None, tail_max_count: int, tail_classes: tuple[str, ...],
             thresholds: tuple[str, ...], batch_size: int,
-            threads: int | None, cache_dir: str | None, no_cache: bool, out_dir: str | None, load_kwargs: dict, as_json: bool) -> None:
+            threads: int | None, cache_dir: str | None, no_cache: bool, out_dir: str | None, workers: int, engine: str, resume: bool,
+            load_kwargs: dict, as_json: bool) -> None:
     """Evaluate TARGET (checkpoint or artifact directory) on a golden set: top-1, top-2/5,
     macro-F1, ECE, head/tail top-1, per-class P/R/F1, multi-label per-tag F1; with
     --reference, deltas (target − reference, in percentage points) with 95 % paired bootstrap
     intervals, top-1 agreement, exact McNemar p and the classes whose drop is significant."""
-    from optim.golden_sets.evaluate import evaluate
-    from optim.cli.output import progress
+    from pathlib import Path
+
+    from optim.cli.output import StageProgress
+    from optim.golden_sets.evaluate import default_cache_dir, evaluate
     from optim.golden_sets.report import format_interval, format_number, format_percent, summary_rows
 
     s = state()
-    bars: dict = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            bars[stage] = progress(total=total, desc=stage)
-        bar = bars[stage]
-        bar.n = done
-        bar.refresh()
-
-    try:
+    results_dir = Path(out_dir) / "eval-results" if out_dir else Path(cache_dir or default_cache_dir()) / "eval-results"
+    with StageProgress("images") as bars:
         report = evaluate(target, golden, reference, tail_max_count=tail_max_count, thresholds=parse_thresholds(thresholds),
-                          tail_classes=parse_tail_classes(tail_classes), progress=on_progress,
-                          batch_size=batch_size, threads=threads, cache_dir=False if no_cache else cache_dir, load_kwargs=load_kwargs)
-    finally:
-        for bar in bars.values():
-            bar.close()
+                          tail_classes=parse_tail_classes(tail_classes), progress=bars.update,
+                          batch_size=batch_size, threads=threads, cache_dir=False if no_cache else cache_dir, load_kwargs=load_kwargs,
+                          workers=workers, engine=engine, results_dir=results_dir, resume=resume)
+    res = report.settings.get("results") or {}
+    if res.get("resumed_rows"):
+        s.info(f"resumed: {res['resumed_rows']} of {report.n_samples} samples read back from {res['path']}")
     if out_dir:
         paths = report.write(out_dir)
         s.info("written: " + ", ".join(str(p) for p in paths.values()))

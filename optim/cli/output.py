@@ -174,6 +174,46 @@ def progress(iterable=None, *, total: int | None = None, desc: str = ""):
     return tqdm(iterable, total=total, desc=desc, file=stream, disable=quiet or not _isatty(stream), leave=False)
 
 
+class StageProgress:
+    """Rich progress bars, one per stage, with a rate column (e.g. images/s) and the time left,
+    on optim's stderr; silent under --quiet or when stderr is not a terminal. Use as a context
+    manager; :meth:`update` ``(stage, done, total)`` matches the library's progress callbacks."""
+
+    def __init__(self, unit: str = "images"):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+        if click.get_current_context(silent=True):
+            s = state()
+            quiet, console = s.quiet, s.err_console
+        else:
+            quiet, console = False, make_console(sys.stderr)
+        self.enabled = not quiet and _isatty(console.file)
+        self.unit = unit
+        self._tasks: dict[str, Any] = {}
+        self._start: dict[str, tuple[float, int]] = {}
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=True,
+                                  disable=not self.enabled)
+
+    def __enter__(self) -> "StageProgress":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total, completed=done, rate="")
+            self._start[stage] = (now, done)  # resumed items do not count towards the rate
+        t0, d0 = self._start[stage]
+        rate = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
+        self._progress.update(self._tasks[stage], completed=done, total=total, rate=f"{rate:,.1f} {self.unit}/s" if rate else "")
+
+
 def _isatty(stream) -> bool:
     try:
         return bool(stream.isatty())

@@ -7,6 +7,7 @@
 * :mod:`~optim.golden_sets.metrics`, :mod:`~optim.golden_sets.stats` — pure metrics and statistics;
 * :mod:`~optim.golden_sets.head_report` — one head's report section from arrays;
 * :mod:`~optim.golden_sets.evaluate` — :func:`evaluate` (I/O: runtimes, preprocessing cache);
+* :mod:`~optim.golden_sets.stream` — batch cuts, worker processes, resumable Parquet results;
 * :mod:`~optim.golden_sets.report` — :class:`EvalReport` (JSON, Markdown, Parquet).
 """
 

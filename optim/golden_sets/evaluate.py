@@ -1,9 +1,12 @@
 """``optim.evaluate``: run a checkpoint or artifact over a golden set and compare it with FP32.
 
 Flow: load + hash the golden set → open the runtime(s) → match the manifest's columns and
-labels to the model card's heads → preprocess every image once per (golden content hash,
-preprocessing, input size) → predict in batches → per-head metrics and deltas
-(:mod:`optim.golden_sets.head_report`) → an :class:`~optim.golden_sets.report.EvalReport`.
+labels to the model card's heads → read back per-sample results of an interrupted run (if
+any) → decode, preprocess and predict batch by batch, in this process or ``workers``
+processes (:mod:`optim.golden_sets.stream`), keeping only the logits → per-head metrics and
+deltas (:mod:`optim.golden_sets.head_report`) → an :class:`~optim.golden_sets.report.EvalReport`.
+Memory: one batch of tensors per worker plus the N×K logits; a whole N×C×H×W array only when
+it fits the cache (or memo) bound.
 
 Preprocessed tensors — what is trusted:
 
@@ -431,8 +434,8 @@ def predict_all(runtime, x: np.ndarray, batch_size: int = 32, on_batch: Callable
     return {h: np.concatenate([p[h] for p in parts]) for h in parts[0]}
 
 
-def _open(target, threads: int | None, load_kwargs: Mapping | None):
-    """A path → runtime via :func:`optim.runtimes.open_runtime`; a Runtime passes through."""
+def open_target(target, threads: int | None, load_kwargs: Mapping | None):
+    """A path → (runtime via :func:`optim.runtimes.open_runtime`, its name); a Runtime passes through."""
     from optim.runtimes import Runtime, open_runtime
 
     if isinstance(target, Runtime):
@@ -443,6 +446,77 @@ def _open(target, threads: int | None, load_kwargs: Mapping | None):
     kwargs = dict(load_kwargs or {}) if path.is_file() else {}
     kwargs = {k: v for k, v in kwargs.items() if v not in (None, False)}
     return open_runtime(path, threads=threads, **kwargs), str(path)
+
+
+def same_input(card: ModelCard, other: ModelCard | None) -> bool:
+    """True when ``other`` is None or preprocesses images exactly as ``card`` does (same tensors)."""
+    return other is None or (other.preprocessing == card.preprocessing and tuple(other.input.shape[1:]) == tuple(card.input.shape[1:]))
+
+
+def prepare_rows(gs: GoldenSet, digests: Mapping[str, str], card: ModelCard, ref_card: ModelCard | None, start: int, stop: int
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows ``start:stop`` decoded (digest-checked, :func:`decode_rows`) and preprocessed for
+    ``card`` → float32 B×C×H×W, and for ``ref_card`` when it preprocesses differently (else None)."""
+    xt = decode_rows(gs, card, digests, range(start, stop))
+    xr = None if same_input(card, ref_card) else decode_rows(gs, ref_card, digests, range(start, stop))  # type: ignore[arg-type]
+    return xt, xr
+
+
+def predict_rows(gs: GoldenSet, digests: Mapping[str, str], rt, ref_rt, start: int, stop: int,
+                 x: tuple[np.ndarray, np.ndarray | None] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """Logits of rows ``start:stop``: ``({head: float32 B×K}, reference's or None)``. ``x``: the
+    rows already prepared by :func:`prepare_rows` (decoded here otherwise)."""
+    if x is None:
+        x = prepare_rows(gs, digests, rt.card, ref_rt.card if ref_rt is not None else None, start, stop)
+    xt, xr = x
+    lg = rt.predict(xt)
+    rl = ref_rt.predict(xr if xr is not None else xt) if ref_rt is not None else None
+    return lg, rl
+
+
+@dataclass
+class WorkerSpec:
+    """What one evaluation worker process needs (picklable): the golden set, the digests its
+    images must match, the target/reference paths and the runtime threads."""
+
+    golden: GoldenSet
+    digests: dict[str, str]
+    target: str
+    reference: str | None
+    load_kwargs: dict
+    threads: int
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(spec: WorkerSpec) -> None:
+    _WORKER["spec"] = spec
+    _WORKER["rt"] = open_target(spec.target, spec.threads, spec.load_kwargs)[0]
+    _WORKER["ref"] = open_target(spec.reference, spec.threads, spec.load_kwargs)[0] if spec.reference else None
+
+
+def _worker_batch(start: int, stop: int):
+    spec: WorkerSpec = _WORKER["spec"]
+    lg, rl = predict_rows(spec.golden, spec.digests, _WORKER["rt"], _WORKER["ref"], start, stop)
+    return start, stop, lg, rl
+
+
+ENGINES = ("local", "ray")
+
+
+def _check_logits(lg, card: ModelCard, n: int, who: str) -> dict[str, np.ndarray]:
+    """The ray engine's output must be ``{head: float32 N×K}`` for every card head."""
+    from optim.errors import ToolError
+
+    out = {}
+    for h in card.heads:
+        a = None if not isinstance(lg, Mapping) else lg.get(h.name)
+        if a is None or np.shape(a) != (n, len(h.labels)):
+            raise ToolError(f"the ray engine returned {None if a is None else np.shape(a)} logits for head {h.name!r} of {who}; "
+                            f"expected {n}×{len(h.labels)}")
+        out[h.name] = np.asarray(a, dtype=np.float32)
+    return out
 
 
 def evaluate(
@@ -462,8 +536,18 @@ def evaluate(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     progress: Callable[[str, int, int], None] | None = None,
+    workers: int = 1,
+    engine: str = "local",
+    results_dir: str | Path | None = None,
+    resume: bool = True,
 ) -> EvalReport:
     """Evaluate ``target`` on a golden set, and compare it with ``reference`` if given.
+
+    Predictions stream batch by batch (:mod:`optim.golden_sets.stream`): images are decoded and
+    preprocessed per batch of ``batch_size`` rows and dropped after prediction; only the logits
+    (float32 N×K per head) are kept, so memory does not grow with the images' size × N. A whole
+    preprocessed N×C×H×W array is built only when it fits the cache bound (the disk cache,
+    ``workers == 1``) or the memo's bound (the gate's mode), and is then reused across runs.
 
     Args:
         target: checkpoint file or artifact directory (opened with
@@ -478,66 +562,192 @@ def evaluate(
             clipped to the head's number of classes.
         thresholds: multi-label probability thresholds, ``{"TAG": 0.3}`` or ``{"HEAD:TAG": 0.3}``
             (default 0.5 per tag).
-        batch_size: images per ``Runtime.predict`` call.
-        threads: CPU threads for the runtime(s).
+        batch_size: images per ``Runtime.predict`` call (the batch cuts are the same for any
+            number of workers, so predictions are too).
+        threads: CPU threads for the runtime(s); with ``workers`` N > 1 each worker's runtime
+            gets ``max(1, threads // N)`` (``threads`` None: the CPU count).
         cache_dir: where preprocessed tensors are cached (default :func:`default_cache_dir`;
-            ``False`` disables caching). Every read is content-checked (module docstring).
+            ``False`` disables caching). Every read is content-checked (module docstring). Used
+            only when the whole N×C×H×W float32 array is at most :func:`cache_max_bytes`.
         memo: in-memory tensors shared across evaluations (e.g. :data:`PROCESS_TENSORS`); when
-            given, the disk cache is not used at all — the release gate's mode.
+            given, neither the disk cache nor results on disk are used at all — the release
+            gate's mode (a set bigger than the memo's bound is streamed, decoded per batch).
         tail_classes: explicit tail classes per head; overrides training counts.
         load_kwargs: ``load_checkpoint`` options (arch, card, trust_pickle, input_shape) for
             checkpoint files.
         resamples, seed: paired bootstrap settings (default 2000 resamples, seed 0).
-        progress: optional callback ``(stage, done, total)``.
+        progress: optional callback ``(stage, done, total)``; stage ``"predict"`` counts images
+            (resumed ones included), ``"preprocess"`` images put into a whole-array cache.
+        workers: processes decoding and predicting batches (1 = this process, with a decoding
+            thread one batch ahead). N > 1 needs target/reference given as paths.
+        engine: ``"local"`` (this machine's processes) or ``"ray"`` (Ray Data,
+            :func:`optim.golden_sets.ray_engine.predict_ray`); the metrics are computed the same way.
+        results_dir: folder of per-sample results (Parquet parts under a sub-folder named by the
+            run's binding digest, see :class:`~optim.golden_sets.stream.ResultsStore`); None =
+            not kept. Only for targets (and references) given as paths, never with ``memo``.
+        resume: read back the rows already in ``results_dir`` for this exact binding and compute
+            only the rest (False: delete them and start over).
 
     Returns an :class:`EvalReport` (``.to_dict()`` is the EvalReport JSON, schema version 1).
 
     Raises:
         InputError: bad golden set (row/column named), labels the card does not know, missing
             or undecodable images, target/reference with different heads, bad thresholds, a
-            top-k that is not an integer ≥ 1.
-        ToolError: a runtime failed.
+            top-k that is not an integer ≥ 1, workers < 1, an unknown engine, workers > 1 with
+            an open Runtime.
+        ToolError: a runtime (or a worker process) failed.
     """
+    from optim.golden_sets.stream import (ResultsStore, batch_ranges, binding_digest, run_local, run_workers, target_digest,
+                                         worker_threads)
+    from optim.runtimes import Runtime
+
     t0 = time.perf_counter()
     try:
         ks = topk_set(topk)
     except ValueError as e:
         raise InputError(f"evaluate: {e}") from None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"evaluate: workers must be an integer ≥ 1, got {workers!r}")
+    if engine not in ENGINES:
+        raise InputError(f"evaluate: engine must be one of {list(ENGINES)}, got {engine!r}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be ≥ 1, got {batch_size}")
+    opened = [t for t in (target, reference) if isinstance(t, Runtime)]
+    if opened and (workers > 1 or engine != "local"):
+        raise InputError(f"evaluate: workers={workers}, engine={engine!r} open the model in other processes, so the target and "
+                         "reference must be given as checkpoint files or artifact directories, not as open Runtime objects")
     gs = golden if isinstance(golden, GoldenSet) else GoldenSet.load(golden)
     verify = gs.verify(decode=False)  # images are decoded below, from bytes matching these digests
     warnings: list[str] = [] if verify.ok else [verify.describe()]
-    rt, target_name = _open(target, threads, load_kwargs)
+    rt, target_name = open_target(target, threads, load_kwargs)
     card = rt.card
     ref_rt = ref_name = None
     if reference is not None:
-        ref_rt, ref_name = _open(reference, threads, load_kwargs)
+        ref_rt, ref_name = open_target(reference, threads, load_kwargs)
         check_same_heads(card, ref_rt.card)
     matched, w = match_labels(gs, card)
     warnings += w
+    ref_card = ref_rt.card if ref_rt is not None else None
+    if not same_input(card, ref_card):
+        warnings.append("target and reference model cards declare different preprocessing/input; each is evaluated with its own")
+    n = len(gs)
+    heads_k = {h.name: len(h.labels) for h in card.heads}
+    logits = {h: np.zeros((n, k), np.float32) for h, k in heads_k.items()}
+    ref_logits = {h: np.zeros((n, k), np.float32) for h, k in heads_k.items()} if ref_rt is not None else None
+    done = np.zeros(n, dtype=bool)
 
-    def _prog(stage: str, total: int):
-        done = [0]
+    store = None
+    resumed = 0
+    if results_dir is not None and results_dir is not False and memo is None:
+        if opened:
+            warnings.append("per-sample results are not kept on disk for resuming: the target or reference is an open Runtime, not a file")
+        else:
+            binding = {"results_version": 1, "target": target_digest(target), "target_card": card.model_dump(mode="json"),
+                       "reference": target_digest(reference) if reference is not None else None,
+                       "reference_card": ref_card.model_dump(mode="json") if ref_card is not None else None,
+                       "golden_sha256": verify.actual_sha256, "n": n,
+                       "ids_sha256": hashlib.sha256("\0".join(gs.ids).encode()).hexdigest(), "batch_size": batch_size}
+            store = ResultsStore(Path(results_dir) / binding_digest(binding)[:32], binding, heads_k, ref_rt is not None)
+            store.remove_stale_tmp()
+            if resume:
+                r = store.read(gs.ids)
+                warnings += r.warnings
+                done = r.done
+                for h in heads_k:
+                    logits[h][done] = r.logits[h][done]
+                    if ref_logits is not None and r.ref_logits is not None:
+                        ref_logits[h][done] = r.ref_logits[h][done]
+                resumed = int(done.sum())
+            else:
+                for p in store.folder.glob("part-*.parquet") if store.folder.is_dir() else ():
+                    _drop(p)
 
-        def step(n: int = 1):
-            done[0] += n if isinstance(n, int) and stage == "predict" else 1
-            if progress:
-                progress(stage, done[0], total)
-        return step
+    batches = [(a, b) for a, b in batch_ranges(n, batch_size) if not done[a:b].all()]
+    counter = [resumed]
+    if progress:
+        progress("predict", resumed, n)
+
+    def on_result(a: int, b: int, lg: dict, rl: dict | None) -> None:
+        sel = ~done[a:b]
+        rows = np.arange(a, b)[sel]
+        for h in heads_k:
+            logits[h][rows] = lg[h][sel]
+            if ref_logits is not None:
+                ref_logits[h][rows] = rl[h][sel]  # type: ignore[index]
+        if store is not None and len(rows):
+            store.append(rows, [gs.ids[i] for i in rows], {h: lg[h][sel] for h in heads_k},
+                         {h: rl[h][sel] for h in heads_k} if rl is not None else None)
+        done[a:b] = True
+        counter[0] += len(rows)
+        if progress and engine == "local":  # the ray engine reports its own batches as they come back
+            progress("predict", counter[0], n)
 
     t_prep = time.perf_counter()
-    x, cache_path, hit, w = preprocess_golden(gs, card, verify, cache_dir, _prog("preprocess", len(gs)), memo)
-    warnings += w
-    xr = x
-    ref_cache = None
-    if ref_rt is not None and (ref_rt.card.preprocessing != card.preprocessing or ref_rt.card.input.shape[1:] != card.input.shape[1:]):
-        warnings.append("target and reference model cards declare different preprocessing/input; each is evaluated with its own")
-        xr, ref_cache, _, w = preprocess_golden(gs, ref_rt.card, verify, cache_dir, None, memo)
-        warnings += w
+    cache_path = ref_cache = None
+    hit = False
+    x_full = xr_full = None
+    streamed = True
+    chw = tuple(card.input.shape[1:])
+    est = n * int(np.prod(chw)) * 4
+    if not same_input(card, ref_card):
+        est += n * int(np.prod(ref_card.input.shape[1:])) * 4  # type: ignore[union-attr]
+    if batches and engine == "local" and workers == 1:
+        fits = est <= memo.max_bytes if memo is not None else (cache_dir is not False and est <= cache_max_bytes())
+        if fits:
+            streamed = False
+            step = _prog_step(progress, "preprocess", n)
+            x_full, cache_path, hit, w = preprocess_golden(gs, card, verify, cache_dir, step, memo)
+            warnings += w
+            if not same_input(card, ref_card):
+                xr_full, ref_cache, _, w = preprocess_golden(gs, ref_card, verify, cache_dir, None, memo)  # type: ignore[arg-type]
+                warnings += w
     t_pred = time.perf_counter()
-    logits = predict_all(rt, x, batch_size, _prog("predict", len(gs)))
+    try:
+        if not batches:
+            pass
+        elif engine == "ray":
+            from optim.golden_sets.ray_engine import predict_ray
+
+            import inspect
+
+            wt = worker_threads(threads, workers)
+            accepts = inspect.signature(predict_ray).parameters
+            extra = {k: v for k, v in (("load_kwargs", dict(load_kwargs or {})),) if k in accepts}
+            ray_done = [0]
+
+            def on_ray_batch(k: int) -> None:  # progress while Ray runs (target pass, then the reference's)
+                ray_done[0] += k
+                if progress:
+                    progress("predict" if ray_done[0] <= n else "predict reference", min(ray_done[0], n) if ray_done[0] <= n
+                             else ray_done[0] - n, n)
+            if "on_batch" in accepts:
+                extra["on_batch"] = on_ray_batch
+            lg_all = _check_logits(predict_ray(gs, card, target, verify.files, batch_size=batch_size, workers=workers, threads=wt, **extra),
+                                   card, n, "the target")
+            rl_all = None
+            if ref_rt is not None:
+                rl_all = _check_logits(predict_ray(gs, ref_card, reference, verify.files, batch_size=batch_size, workers=workers,
+                                                   threads=wt, **extra), card, n, "the reference")
+            for a, b in batches:
+                on_result(a, b, {h: v[a:b] for h, v in lg_all.items()}, {h: v[a:b] for h, v in rl_all.items()} if rl_all else None)
+        elif workers > 1:
+            spec = WorkerSpec(gs, dict(verify.files), str(target), None if reference is None else str(reference),
+                              dict(load_kwargs or {}), worker_threads(threads, workers))
+            run_workers(batches, workers, _worker_init, (spec,), _worker_batch, on_result)
+        elif x_full is not None:
+            def from_array(a: int, b: int):
+                xt = np.array(x_full[a:b], dtype=np.float32, copy=True)
+                xr = None if xr_full is None else np.array(xr_full[a:b], dtype=np.float32, copy=True)
+                return predict_rows(gs, verify.files, rt, ref_rt, a, b, (xt, xr))
+            run_local(batches, from_array, on_result)
+        else:
+            run_local(batches, lambda a, b, x: predict_rows(gs, verify.files, rt, ref_rt, a, b, x), on_result,
+                      prefetch=lambda a, b: prepare_rows(gs, verify.files, card, ref_card, a, b))
+    finally:
+        if store is not None:
+            store.flush()  # what is done is kept: an interrupted run resumes from here
     t_pred_end = time.perf_counter()
-    ref_logits = predict_all(ref_rt, xr, batch_size) if ref_rt is not None else None
-    t_metrics = time.perf_counter()
+    t_metrics = t_pred_end
 
     thresholds = dict(thresholds or {})
     heads: dict[str, dict] = {}
@@ -577,15 +787,30 @@ def evaluate(
                 "recorded_sha256": verify.recorded_sha256, "verified": verify.ok},
         n_samples=len(gs), heads=heads, warnings=warnings,
         settings={"tail_max_count": tail_max_count, "topk": list(ks), "thresholds": thresholds, "batch_size": batch_size, "threads": threads,
+                  "workers": workers, "engine": engine,
+                  "worker_threads": worker_threads(threads, workers) if workers > 1 or engine != "local" else threads,
                   "bootstrap": {"method": "paired percentile bootstrap over images", "resamples": resamples, "seed": seed,
                                 "confidence": CONFIDENCE},
                   "ece_bins": 15, "target_format": rt.format, "reference_format": ref_rt.format if ref_rt else None,
+                  "streamed": streamed,
                   "preprocess_cache": {"path": str(cache_path) if cache_path else None, "hit": hit,
-                                       "reference_path": str(ref_cache) if ref_cache else None}},
+                                       "reference_path": str(ref_cache) if ref_cache else None},
+                  "results": None if store is None else {"path": str(store.folder), "digest": store.digest, "resumed_rows": resumed,
+                                                         "computed_rows": n - resumed}},
         timings_s={"total": t_end - t0, "load": t_prep - t0, "preprocess": t_pred - t_prep, "predict_target": t_pred_end - t_pred,
-                   "predict_reference": t_metrics - t_pred_end, "metrics": t_end - t_metrics},
+                   "predict_reference": 0.0, "metrics": t_end - t_metrics},
         ids=list(gs.ids), card=card, logits=logits, ref_logits=ref_logits, labels={h: m.y for h, m in matched.items()},
     )
+
+
+def _prog_step(progress: Callable[[str, int, int], None] | None, stage: str, total: int) -> Callable[[int], None]:
+    done = [0]
+
+    def step(_i: int = 0) -> None:
+        done[0] += 1
+        if progress:
+            progress(stage, done[0], total)
+    return step
 
 
 def _resolve_tail_heads(tail_classes: Mapping[str, Sequence[str]] | None, card: ModelCard) -> dict[str, list[str]]:
