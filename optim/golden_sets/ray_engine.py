@@ -61,6 +61,8 @@ ROW = "row"
 ERROR = "error"
 ERROR_KIND = "error_kind"
 RAY_LOGS_HINT = "Ray's logs are under /tmp/ray/session_latest/logs on the head node"
+LOCAL_START_ATTEMPTS = 3
+"""Tries to start a local Ray whose node timed out registering (Ray allows it a fixed 30 s)."""
 
 
 def _logits_column(i: int) -> str:
@@ -313,11 +315,17 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, verb
             raise ToolError(f"could not join the Ray cluster at {addr} ({type(e).__name__}: {str(e).strip().splitlines()[-1:] or ''}); "
                             "check --ray-address / $RAY_ADDRESS and that the cluster runs the same Ray and Python versions") from None
     else:
-        try:
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
-        except Exception as e:
-            raise ToolError(f"could not start a local Ray ({type(e).__name__}: {e}); see {RAY_LOGS_HINT}, or use the default "
-                            "engine") from None
+        for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+            try:
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+                break
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()  # what a failed start left running
+                if attempt < LOCAL_START_ATTEMPTS and "timed out during startup" in str(e):
+                    continue  # Ray gives its raylet a fixed 30 s to register: a busy host can miss it
+                raise ToolError(f"could not start a local Ray ({type(e).__name__}: {e}); {RAY_LOGS_HINT}; run again on a less "
+                                "busy machine, or use the default engine") from None
     try:
         yield RaySession(address=addr, started=True, cpus=float(ray.cluster_resources().get("CPU", 0)))
     finally:
