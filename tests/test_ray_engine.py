@@ -17,7 +17,8 @@ from PIL import Image
 
 from optim.errors import InputError, ToolError
 from optim.golden_sets import GoldenSet, build_golden_set_from_images
-from optim.golden_sets.ray_engine import ERROR, ERROR_KIND, ROW, assemble, plan_batches, predict_ray, ray_session
+from optim.golden_sets.ray_engine import (ERROR, ERROR_KIND, ROW, BatchPredictor, assemble, plan_batches, predict_ray,
+                                          ray_session)
 from conftest import small_card
 
 BATCH = 16  # 42 images → batches of 16, 16, 10: a partial last batch
@@ -71,7 +72,7 @@ def _check_bit_identical(gs: GoldenSet, digests, target) -> None:
     want = _single_process(gs, target, digests)
     seen: list[int] = []
     got = predict_ray(gs, card, target, digests, batch_size=BATCH, workers=2, on_batch=seen.append)
-    assert sorted(seen) == [10, 16, 16]
+    assert sum(seen) == 42
     assert set(got) == set(want) == {"class"}
     assert got["class"].dtype == np.float32 and got["class"].shape == (42, 10)
     assert np.array_equal(got["class"], want["class"]), f"{target}: max |Δ| {np.abs(got['class'] - want['class']).max()}"
@@ -114,6 +115,30 @@ def test_batches_are_predict_alls_cuts():
         plan_batches(3, 0)
 
 
+def test_batch_predictor_in_process_matches_single_process_and_reports_errors_as_data(golden, resnet18_ckpt, tmp_path):
+    """The actor's class, called here without Ray: the same logits, and errors come back as data."""
+    gs = GoldenSet.load(golden)
+    digests = gs.verify(decode=False).files
+    want = _single_process(gs, resnet18_ckpt, digests)["class"]
+    pred = BatchPredictor(str(resnet18_ckpt), gs, small_card(), threads=1)
+    batches = plan_batches(len(gs), BATCH)
+    item = {"rows": [list(r) for r in batches[1:]], "paths": [[gs.paths[i] for i in r] for r in batches[1:]],
+            "sha256": [[digests[gs.paths[i]] for i in r] for r in batches[1:]]}
+    out = pred(item)
+    assert out[ROW].tolist() == list(range(16, 42)) and not any(out[ERROR])
+    assert np.array_equal(out["logits_0"], want[16:])
+    item["sha256"][1][3] = "0" * 64  # row 36's image does not have this digest
+    out = pred(item)
+    assert not any(out[ERROR][:16]) and set(out[ERROR_KIND][16:]) == {"input"}
+    assert f"row 36 (id {gs.ids[35]!r}): image {gs.paths[35]} does not match the golden set" in out[ERROR][16]
+    item["paths"][0][0] = gs.paths[0]  # another row's image
+    assert "was sent image" in pred(item)[ERROR][0]
+    gone = BatchPredictor(str(tmp_path / "gone.pt"), gs, small_card(), threads=1)
+    out = gone(item)
+    assert set(out[ERROR_KIND]) == {"input"} and "gone.pt does not exist on Ray node" in out[ERROR][0]
+    assert out["logits_0"].shape == (26, 10)
+
+
 def _part(rows, k=3, err="", kind=""):
     rows = np.asarray(rows, dtype=np.int64)
     return {ROW: rows, "logits_0": np.tile(rows[:, None], (1, k)).astype(np.float32),
@@ -154,8 +179,8 @@ def test_unreachable_cluster_is_a_tool_error_at_once(monkeypatch):
             pass
 
 
-def test_ray_not_importable_is_a_tool_error(monkeypatch, golden):
+def test_ray_not_importable_is_a_tool_error(monkeypatch, golden, resnet18_ckpt):
     monkeypatch.setitem(sys.modules, "ray", None)
     gs = GoldenSet.load(golden)
     with pytest.raises(ToolError, match=r"needs Ray Data.*ray\[data\]"):
-        predict_ray(gs, small_card(), "model.pt", {p: "0" * 64 for p in gs.paths})
+        predict_ray(gs, small_card(), resnet18_ckpt, {p: "0" * 64 for p in gs.paths})

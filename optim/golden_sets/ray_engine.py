@@ -238,8 +238,9 @@ def _describe(e: BaseException) -> tuple[str, str]:
 # ---- connecting ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RaySession:
-    """Where :func:`ray_session` runs: ``address`` (None for a local Ray started here),
-    ``started`` (this session started Ray and shuts it down), ``cpus`` (the cluster's CPUs)."""
+    """Where :func:`ray_session` runs: ``address`` (None for a local Ray started here), ``started``
+    (this session initialised Ray in this process, a local Ray or a connection to a cluster, and
+    shuts that down on exit; a joined cluster keeps running), ``cpus`` (the cluster's CPUs)."""
 
     address: str | None
     started: bool
@@ -354,7 +355,8 @@ def predict_ray(gs: GoldenSet, card: ModelCard, target: str | Path, digests: Map
             ``workers × threads`` CPUs, see :func:`ray_session`).
         load_kwargs: :func:`optim.load_checkpoint` options for a checkpoint file.
         verbose: show Ray's logs and progress bars.
-        on_batch: called on the driver with the number of images of each batch that came back.
+        on_batch: called on the driver with the number of images in each result block that comes
+            back (a block holds one or more whole batches).
 
     Raises:
         InputError: an image that is missing, undecodable, wrongly sized or whose bytes do not
@@ -372,6 +374,8 @@ def predict_ray(gs: GoldenSet, card: ModelCard, target: str | Path, digests: Map
     missing = [gs.paths[i] for i in range(n) if gs.paths[i] not in digests]
     if missing:
         raise InputError(f"golden set {gs.root}: no sha256 for image(s) {missing[:5]}; verify the golden set first")
+    if not os.path.exists(target):
+        raise InputError(f"{target} does not exist (expected a checkpoint file or an artifact directory)")
     if n == 0:
         return {h.name: np.empty((0, len(h.labels)), dtype=np.float32) for h in card.heads}
     root = Path(os.path.abspath(gs.root))
@@ -390,14 +394,14 @@ def predict_ray(gs: GoldenSet, card: ModelCard, target: str | Path, digests: Map
             raise InputError(f"{size} workers × {tpa} threads need {size * tpa} CPUs but the Ray cluster has {session.cpus:g}; "
                              "pass fewer --workers or --threads")
         size = min(size, len(batches))
-        ds = ray.data.from_items(items).map_batches(
-            BatchPredictor, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=size), num_cpus=tpa,
-            fn_constructor_kwargs={"target": target_abs, "gs": slim, "card": card, "threads": tpa,
-                                   "load_kwargs": {k: v for k, v in dict(load_kwargs or {}).items() if v not in (None, False)}},
-        )
 
         def parts() -> Iterator[Mapping[str, np.ndarray]]:
+            ds = ray.data.from_items(items).map_batches(
+                BatchPredictor, batch_size=1, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=size), num_cpus=tpa,
+                fn_constructor_kwargs={"target": target_abs, "gs": slim, "card": card, "threads": tpa,
+                                       "load_kwargs": {k: v for k, v in dict(load_kwargs or {}).items() if v not in (None, False)}},
+            )
             for part in ds.iter_batches(batch_format="numpy", batch_size=None):
                 yield part
                 if on_batch:
