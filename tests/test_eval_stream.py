@@ -6,6 +6,7 @@ Real model (torchvision resnet18 checkpoint, random weights, 32×32) on real MNI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -215,23 +216,34 @@ def test_ray_engine_seam_uses_the_same_metrics_path(resnet18_ckpt, golden, monke
 
     calls = []
 
-    def predict_ray_test_double(gs, card, target, digests, *, batch_size, workers, threads):
+    sessions = []
+
+    @contextlib.contextmanager
+    def ray_session_test_double(address=None, *, num_cpus=None, verbose=False):
+        sessions.append((address, num_cpus, verbose))
+        yield
+
+    def predict_ray_test_double(gs, card, target, digests, *, batch_size, workers, threads, load_kwargs, on_batch, verbose):
         calls.append((str(target), batch_size, workers, threads))
+        on_batch(len(gs))
         rt = open_runtime(target, threads=threads)
         parts = [predict_rows(gs, digests, rt, None, a, b)[0] for a, b in batch_ranges(len(gs), batch_size)]
         return {h.name: np.concatenate([p[h.name] for p in parts]) for h in card.heads}
 
-    monkeypatch.setitem(sys.modules, "optim.golden_sets.ray_engine", types.SimpleNamespace(predict_ray=predict_ray_test_double))
+    monkeypatch.setitem(sys.modules, "optim.golden_sets.ray_engine", types.SimpleNamespace(predict_ray=predict_ray_test_double,
+                                                                                        ray_session=ray_session_test_double))
     local = optim.evaluate(resnet18_ckpt, golden, resnet18_ckpt, batch_size=8, cache_dir=False, resamples=100)
     ray = optim.evaluate(resnet18_ckpt, golden, resnet18_ckpt, batch_size=8, engine="ray", workers=2, threads=2, cache_dir=False,
-                         resamples=100)
+                         resamples=100, ray_address="head:6379")
     assert calls == [(str(resnet18_ckpt), 8, 2, 1)] * 2 and ray.settings["engine"] == "ray"
+    assert sessions == [("head:6379", 2, False)]  # one Ray session for the target and the reference pass
     _same(local, ray)
 
     def wrong_shape(gs, card, target, digests, **kw):
         return {"class": np.zeros((3, 10), np.float32)}
 
-    monkeypatch.setitem(sys.modules, "optim.golden_sets.ray_engine", types.SimpleNamespace(predict_ray=wrong_shape))
+    monkeypatch.setitem(sys.modules, "optim.golden_sets.ray_engine", types.SimpleNamespace(predict_ray=wrong_shape,
+                                                                                        ray_session=ray_session_test_double))
     with pytest.raises(optim.errors.ToolError, match="expected 30×10"):
         optim.evaluate(resnet18_ckpt, golden, batch_size=8, engine="ray", cache_dir=False)
 

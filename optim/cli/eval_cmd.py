@@ -62,6 +62,8 @@ def parse_tail_classes(values: tuple[str, ...]) -> dict[str, list[str]] | None:
                    "(e.g. --threads 1 vs --workers 2 --threads 2).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine's processes; ray: Ray Data (map_batches with an actor pool per runtime).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None, metavar="HOST:PORT",
+              help="With --engine ray: the Ray cluster to join (default $RAY_ADDRESS, else a local Ray for this run).")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Reuse the per-sample results an interrupted run of the same target, reference, golden set and batch size left; "
                    "--no-resume deletes them and starts over.")
@@ -69,7 +71,8 @@ def parse_tail_classes(values: tuple[str, ...]) -> dict[str, list[str]] | None:
 @json_option
 def command(target: str, golden: str, reference: str | None, tail_max_count: int, tail_classes: tuple[str, ...],
             thresholds: tuple[str, ...], batch_size: int,
-            threads: int | None, cache_dir: str | None, no_cache: bool, out_dir: str | None, workers: int, engine: str, resume: bool,
+            threads: int | None, cache_dir: str | None, no_cache: bool, out_dir: str | None, workers: int, engine: str, ray_address: str | None,
+            resume: bool,
             load_kwargs: dict, as_json: bool) -> None:
     """Evaluate TARGET (checkpoint or artifact directory) on a golden set: top-1, top-2/5,
     macro-F1, ECE, head/tail top-1, per-class P/R/F1, multi-label per-tag F1; with
@@ -87,7 +90,8 @@ def command(target: str, golden: str, reference: str | None, tail_max_count: int
         report = evaluate(target, golden, reference, tail_max_count=tail_max_count, thresholds=parse_thresholds(thresholds),
                           tail_classes=parse_tail_classes(tail_classes), progress=bars.update,
                           batch_size=batch_size, threads=threads, cache_dir=False if no_cache else cache_dir, load_kwargs=load_kwargs,
-                          workers=workers, engine=engine, results_dir=results_dir, resume=resume)
+                          workers=workers, engine=engine, ray_address=ray_address, ray_verbose=s.verbosity > 0,
+                          results_dir=results_dir, resume=resume)
     res = report.settings.get("results") or {}
     if res.get("resumed_rows"):
         s.info(f"resumed: {res['resumed_rows']} of {report.n_samples} samples read back from {res['path']}")

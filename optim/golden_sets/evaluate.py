@@ -538,6 +538,8 @@ def evaluate(
     progress: Callable[[str, int, int], None] | None = None,
     workers: int = 1,
     engine: str = "local",
+    ray_address: str | None = None,
+    ray_verbose: bool = False,
     results_dir: str | Path | None = None,
     resume: bool = True,
 ) -> EvalReport:
@@ -582,6 +584,9 @@ def evaluate(
             thread one batch ahead). N > 1 needs target/reference given as paths.
         engine: ``"local"`` (this machine's processes) or ``"ray"`` (Ray Data,
             :func:`optim.golden_sets.ray_engine.predict_ray`); the metrics are computed the same way.
+        ray_address: with ``engine="ray"``, the Ray cluster to join (``host:port``; default
+            ``$RAY_ADDRESS``, else a local Ray started for this call and shut down after it).
+        ray_verbose: with ``engine="ray"``, let Ray's own logs and progress bars through.
         results_dir: folder of per-sample results (Parquet parts under a sub-folder named by the
             run's binding digest, see :class:`~optim.golden_sets.stream.ResultsStore`); None =
             not kept. Only for targets (and references) given as paths, never with ``memo``.
@@ -706,13 +711,9 @@ def evaluate(
         if not batches:
             pass
         elif engine == "ray":
-            from optim.golden_sets.ray_engine import predict_ray
-
-            import inspect
+            from optim.golden_sets.ray_engine import predict_ray, ray_session
 
             wt = worker_threads(threads, workers)
-            accepts = inspect.signature(predict_ray).parameters
-            extra = {k: v for k, v in (("load_kwargs", dict(load_kwargs or {})),) if k in accepts}
             ray_done = [0]
 
             def on_ray_batch(k: int) -> None:  # progress while Ray runs (target pass, then the reference's)
@@ -720,14 +721,14 @@ def evaluate(
                 if progress:
                     progress("predict" if ray_done[0] <= n else "predict reference", min(ray_done[0], n) if ray_done[0] <= n
                              else ray_done[0] - n, n)
-            if "on_batch" in accepts:
-                extra["on_batch"] = on_ray_batch
-            lg_all = _check_logits(predict_ray(gs, card, target, verify.files, batch_size=batch_size, workers=workers, threads=wt, **extra),
-                                   card, n, "the target")
-            rl_all = None
-            if ref_rt is not None:
-                rl_all = _check_logits(predict_ray(gs, ref_card, reference, verify.files, batch_size=batch_size, workers=workers,
-                                                   threads=wt, **extra), card, n, "the reference")
+            extra = {"load_kwargs": dict(load_kwargs or {}), "on_batch": on_ray_batch, "verbose": ray_verbose}
+            with ray_session(ray_address, num_cpus=workers * (wt or 1), verbose=ray_verbose):  # one Ray for both passes
+                lg_all = _check_logits(predict_ray(gs, card, target, verify.files, batch_size=batch_size, workers=workers,
+                                                   threads=wt, **extra), card, n, "the target")
+                rl_all = None
+                if ref_rt is not None:
+                    rl_all = _check_logits(predict_ray(gs, ref_card, reference, verify.files, batch_size=batch_size,
+                                                       workers=workers, threads=wt, **extra), card, n, "the reference")
             for a, b in batches:
                 on_result(a, b, {h: v[a:b] for h, v in lg_all.items()}, {h: v[a:b] for h, v in rl_all.items()} if rl_all else None)
         elif workers > 1:
