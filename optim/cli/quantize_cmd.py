@@ -27,6 +27,9 @@ def _fmt(v, spec: str) -> str:
 @click.option("--out", default="artifacts", show_default=True, type=click.Path(file_okay=False),
               help="Output directory; artifacts go to OUT/<format>-<scheme>/.")
 @click.option("--threads", type=int, default=None, help="CPU threads for the host-runtime checks.")
+@click.option("--float-layers", default=None,
+              help="Mixed precision: comma-separated module names (as in model.named_modules(), e.g. features.16.0,classifier.3) "
+                   "kept in float by the quantized schemes. An unknown name lists close matches.")
 @click.option("--method", type=click.Choice(["ptq", "qat"]), default="ptq", show_default=True,
               help="ptq: calibrate and convert. qat: quantization-aware training distilled from the FP32 checkpoint (needs --train), INT8 only.")
 @click.option("--train", "train_dir", type=click.Path(), help="QAT: train split (golden-set format or class folders); never the gate's golden set.")
@@ -42,7 +45,7 @@ def _fmt(v, spec: str) -> str:
 @checkpoint_options
 @json_option
 def command(checkpoint: str, formats: str | None, scheme: str, calib: str | None, calib_size: int, out: str,
-            threads: int | None, method: str, train_dir: str | None, golden: str | None, teacher: str | None, epochs: int, batch_size: int,
+            threads: int | None, float_layers: str | None, method: str, train_dir: str | None, golden: str | None, teacher: str | None, epochs: int, batch_size: int,
             lr: float, alpha: float, temperature: float, seed: int, resume: bool, load_kwargs: dict, as_json: bool) -> None:
     """Quantize CHECKPOINT and export it to each format; check every artifact on its host
     runtime against torch FP32 (FP32 exports must match within 1e-4 max-abs; quantized ones
@@ -73,13 +76,15 @@ def command(checkpoint: str, formats: str | None, scheme: str, calib: str | None
             raise InputError("--method qat needs --train DATA (a train split in the golden-set format or class folders)")
         if scheme != "int8":
             raise InputError(f"--method qat produces static INT8 only; drop --scheme {scheme}")
+        if float_layers:
+            raise InputError("--float-layers applies to --method ptq only (QAT quantizes every layer)")
         cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, distill=DistillConfig(alpha=alpha, temperature=temperature))
         result = quantize_qat(checkpoint, train=train_dir, formats=formats, golden=golden, teacher=teacher, config=cfg, out=out, threads=threads,
                               load_kwargs=load_kwargs, resume=resume, progress=not s.quiet, on_result=report, on_info=s.info,
                               on_warning=lambda m: s.info(f"[yellow]warning: {m}[/yellow]"))
     else:
         result = quantize(checkpoint, formats=formats, scheme=scheme, calib=calib, calib_size=calib_size, out=out,
-                          threads=threads, load_kwargs=load_kwargs, on_result=report)
+                          threads=threads, load_kwargs=load_kwargs, on_result=report, float_layers=float_layers)
     if as_json:
         print_json(result.to_dict())
     else:

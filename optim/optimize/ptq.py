@@ -26,6 +26,7 @@ from optim.files import size_mb
 from optim.optimize.calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED, CalibrationSet, load_calibration_set
 from optim.optimize.export_checks import compare_outputs, summarize_check
 from optim.runtimes.artifact import SCHEMES, Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
+from optim.runtimes.layers import check_float_layers
 from optim.runtimes.registry import ExportFailed, default_formats, format_names, get_format
 from optim.runtimes.spec import FormatSpec
 
@@ -152,10 +153,12 @@ def _error_summary(exc: BaseException) -> str:
 def export_one(
     model, card, fmt: str, scheme: str, out_dir: Path, *,
     calib: CalibrationSet | None, check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray],
-    source: dict[str, Any], threads: int | None = None,
+    source: dict[str, Any], threads: int | None = None, float_layers: Sequence[str] = (),
 ) -> FormatResult:
     """Export one format × scheme into ``out_dir/<format>-<scheme>`` and check it; never raises
-    for a library failure (it becomes ``status="export_failed"``)."""
+    for a library failure (it becomes ``status="export_failed"``). ``float_layers``: module
+    names kept in float (already checked against the model, see
+    :func:`optim.runtimes.layers.check_float_layers`); recorded in the recipe."""
     try:
         spec = get_format(fmt)
     except ToolError as e:
@@ -163,9 +166,21 @@ def export_one(
     if scheme not in spec.schemes:
         err = ExportFailed(fmt, scheme, NotImplementedError(f"scheme {scheme} is not supported by the {fmt} exporter (supported: {', '.join(spec.schemes)})"))
         return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(err))
+    float_layers = tuple(float_layers)
+    if float_layers and not spec.supports_float_layers:
+        err = ExportFailed(fmt, scheme, NotImplementedError(f"the {fmt} exporter does not support float_layers (mixed precision)"))
+        return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(err))
+
+    def write(staging: Path):
+        batch = None if calib is None else calib.batch
+        if not float_layers:
+            return spec.export(copy.deepcopy(model), card, scheme, batch, staging)
+        exported = spec.export(copy.deepcopy(model), card, scheme, batch, staging, float_layers=float_layers)
+        exported.recipe = {**exported.recipe, "float_layers": list(float_layers)}
+        return exported
+
     return stage_checked_artifact(
-        spec, scheme, out_dir,
-        lambda staging: spec.export(copy.deepcopy(model), card, scheme, None if calib is None else calib.batch, staging),
+        spec, scheme, out_dir, write,
         card=card, source=source, libraries=spec.libraries,
         calibration=calib.to_metadata() if (calib is not None and scheme == "int8") else None,
         check_batch=check_batch, check_desc=check_desc, reference=reference, threads=threads,
@@ -240,6 +255,7 @@ def quantize(
     threads: int | None = None,
     load_kwargs: dict[str, Any] | None = None,
     on_result: Callable[[FormatResult], None] | None = None,
+    float_layers: str | Sequence[str] | None = None,
 ) -> QuantizeResult:
     """PTQ + export of a checkpoint to each format, each checked on its host runtime.
 
@@ -258,6 +274,11 @@ def quantize(
         threads: CPU threads for the check runs (None = library default).
         load_kwargs: passed to :func:`optim.load_checkpoint` (arch, card, trust_pickle, input_shape).
         on_result: called with each :class:`FormatResult` as it is done (progress display).
+        float_layers: mixed precision — qualified module names (``model.named_modules()``,
+            e.g. ``"features.16.0"``; a container covers its children; sequence or
+            comma-separated) that the quantized schemes keep in float
+            (:func:`optim.runtimes.layers.quantizable_layers` lists the candidates). Recorded
+            in ``artifact.json`` ``recipe.float_layers``.
 
     Returns:
         :class:`QuantizeResult`; ``.exit_code`` is 3 if any export failed, 1 if an FP32 export
@@ -265,7 +286,8 @@ def quantize(
 
     Raises:
         InputError: unknown format/scheme, bad checkpoint, missing or empty calibration
-            directory, ``int8`` without ``calib`` (optim never calibrates on random noise), or a
+            directory, ``int8`` without ``calib`` (optim never calibrates on random noise), a
+            float layer that is not a module of the model (close matches listed), or a
             model that rejects its card's ``input.shape`` (checked at load: :func:`optim.checkpoint.check_card_fits`).
     """
     from optim.checkpoint import load_checkpoint
@@ -282,6 +304,7 @@ def quantize(
         raise InputError(f"--calib-size must be ≥ 1, got {calib_size}")
     loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
     card = loaded.card
+    floats = check_float_layers(loaded.model, float_layers)
     calib_set = load_calibration_set(calib, card.preprocessing, calib_size, input_shape=card.input.shape) if calib is not None else None
     check_batch, check_desc = _check_inputs(card, calib_set)
     try:
@@ -296,7 +319,8 @@ def quantize(
     for s in schemes:
         for fmt in fmts:
             r = export_one(loaded.model, card, fmt, s, Path(out), calib=calib_set, check_batch=check_batch,
-                           check_desc=check_desc, reference=reference, source=source, threads=threads)
+                           check_desc=check_desc, reference=reference, source=source, threads=threads,
+                           float_layers=floats)
             result.results.append(r)
             if on_result is not None:
                 on_result(r)

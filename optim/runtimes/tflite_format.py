@@ -22,7 +22,9 @@ batches in chunks. Inputs are NCHW as exported by litert-torch; an NHWC input te
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +44,37 @@ LIBRARIES = ("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-li
 MODEL_FILE = "model.tflite"
 
 
-def _pt2e_quantize(model, card: ModelCard, calib: np.ndarray | None, dynamic: bool):
+@contextlib.contextmanager
+def litert_module_name_filter():
+    """litert-torch 0.10's own module-name filter strips a ``"L__self___"`` prefix from the
+    ``nn_module_stack`` keys (the old dynamo naming); ``torch.export`` in torch 2.13 writes keys
+    like ``"L__self__features.0.0"``, so no name ever matches and per-module configs
+    (``module_name_config``) are silently ignored — every layer gets quantized. While
+    preparing, use torchao's ``get_module_name_filter`` instead (it matches the qualified names
+    in the stack's values, as ExecuTorch's XNNPACKQuantizer does)."""
+    import litert_torch.quantize.pt2e_quantizer as pq
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+    name = "_get_module_name_filter"
+    original = getattr(pq, name)
+    setattr(pq, name, get_module_name_filter)
+    try:
+        yield
+    finally:
+        setattr(pq, name, original)
+
+
+def _pt2e_quantize(model, card: ModelCard, calib: np.ndarray | None, dynamic: bool, float_layers: Sequence[str] = ()):
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    from optim.runtimes.pt2e import pt2e_prepare_and_calibrate
+    from optim.runtimes.pt2e import keep_float, pt2e_prepare_and_calibrate
 
     quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, calib)
+    keep_float(quantizer, float_layers)
+    with litert_module_name_filter():
+        graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, calib)
     graph = convert_pt2e(graph, fold_quantize=False)
     move_exported_model_to_eval(graph)
     return graph, quantizer
@@ -87,10 +111,14 @@ def _is_nhwc(shape) -> bool:
     return len(shape) == 4 and shape[-1] == 3 and shape[1] != 3
 
 
-def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path) -> ExportOutput:
+def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path, *,
+           float_layers: Sequence[str] = ()) -> ExportOutput:
     """Export ``model`` (FP32 eval ``nn.Module``) to ``out_dir/model.tflite`` under ``scheme``.
 
     ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
+    ``float_layers``: qualified module names the PT2E schemes (``int8``, ``int8-dynamic``)
+    leave unannotated (:func:`optim.runtimes.pt2e.keep_float`): they lower to float
+    CONV_2D / FULLY_CONNECTED ops between DEQUANTIZE and QUANTIZE.
     """
     import litert_torch
     import torch
@@ -122,13 +150,15 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
         dynamic = scheme == "int8-dynamic"
         if not dynamic and (calib is None or len(calib) == 0):
             raise InputError("tflite int8: static INT8 needs calibration images (--calib DIR)")
-        graph, quantizer = _pt2e_quantize(model, card, None if dynamic else calib, dynamic)
+        graph, quantizer = _pt2e_quantize(model, card, None if dynamic else calib, dynamic, float_layers)
         litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(target))
         recipe["quantization"] = {
             "library": "torchao PT2E + litert_torch PT2EQuantizer", "weights": "int8 per-channel symmetric",
             "activations": "int8 per-tensor, computed at run time" if dynamic else "int8 per-tensor (histogram observer)",
             "calibration_images": None if dynamic else len(calib),
         }
+        if float_layers:
+            recipe["quantization"]["float_layers"] = list(float_layers)
     inputs, outputs = tensor_specs(target, card)
     return ExportOutput(files=[MODEL_FILE], inputs=inputs, outputs=outputs, recipe=recipe)
 
