@@ -55,8 +55,7 @@ def test_float_layers_are_checked_against_the_model(resnet):
     assert check_float_layers(resnet, None) == ()
     with pytest.raises(InputError, match=r"'layer1.0.conv3' is not a module.*close matches: layer1\.0\.conv[12]"):
         check_float_layers(resnet, ["layer1.0.conv3"])
-    with pytest.raises(InputError, match="holds no Conv/Linear"):
-        check_float_layers(resnet, ["layer1.0.bn1"])
+    assert check_float_layers(resnet, ["avgpool"]) == ("avgpool",)  # any module: quantizers also act at pooling
     assert check_float_layers(resnet, ["layer1"]) == ("layer1",)  # a container: everything inside stays float
     scopes = expand_float_layers(resnet, FLOAT, (1, 3, 32, 32))
     assert scopes == {"layer1.0.conv2": ("layer1.0.conv2", "layer1.0.bn2"), "fc": ("fc",)}
@@ -132,13 +131,15 @@ def _tflite_float_ops(path: Path) -> list[tuple[str, str]]:
     """(op name, dtype of its weight tensor) for each CONV_2D / FULLY_CONNECTED, in graph order."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
 
+    codes = {3: "CONV_2D", 9: "FULLY_CONNECTED"}  # TFLite schema BuiltinOperator
+    types = {0: "float32", 9: "int8"}  # TFLite schema TensorType
     model = fb.read_model(str(path))
     sg = model.subgraphs[0]
     out = []
     for op in sg.operators:
-        name = fb.get_op_name_by_index(model.operatorCodes, op.opcodeIndex)
-        if name in ("CONV_2D", "FULLY_CONNECTED"):
-            out.append((name, "float32" if sg.tensors[op.inputs[1]].type == 0 else "int8"))
+        name = codes.get(model.operatorCodes[op.opcodeIndex].builtinCode)
+        if name:
+            out.append((name, types.get(sg.tensors[op.inputs[1]].type, "other")))
     return out
 
 
@@ -167,3 +168,67 @@ def test_edge_formats_keep_float_layers(resnet18_ckpt, mnist12, tmp_path):
     for fmt in ("tflite", "pte"):
         meta = mixed.artifact(fmt, "int8").metadata
         assert meta["recipe"]["float_layers"] == list(FLOAT)
+
+
+# ---- "quantization broke the model" -------------------------------------------------------
+def test_collapse_verdict_is_judged_with_a_confidence_bound():
+    from optim.optimize.export_checks import COLLAPSE_MIN_TOP1_AGREEMENT, collapse_verdict
+
+    assert COLLAPSE_MIN_TOP1_AGREEMENT == 0.90
+    assert collapse_verdict(0.42, 300)["collapsed"] is True  # issue 13's efficientnet_b0 figure
+    assert collapse_verdict(126 / 300, 300)["upper_bound"] == pytest.approx(0.4765, abs=1e-3)
+    assert collapse_verdict(0.0, 12)["collapsed"] is True
+    assert collapse_verdict(7 / 8, 8)["collapsed"] is False  # 7 of 8 is no evidence of a collapse
+    assert collapse_verdict(0.87, 1000)["collapsed"] is True  # significantly below 0.90 on many images
+    assert collapse_verdict(0.95, 300)["collapsed"] is False
+    assert collapse_verdict(1.0, 0)["collapsed"] is False
+
+
+def test_summarize_check_flags_collapse_for_quantized_schemes_only():
+    from optim.optimize.export_checks import summarize_check
+
+    head = {"class": {"top1_agreement": 0.25, "max_abs_error": 3.0, "mean_abs_error": 1.0, "max_abs_reference": 4.0,
+                      "n_decisions": 40}}
+    c = summarize_check(head, "int8", 40, "calibration images (40 from d)")
+    assert c["collapsed"] is True and c["passed"] is False
+    assert c["message"].startswith("collapsed: top-1 agreement 0.25 with FP32 on calibration images (40 from d)")
+    assert "--float-layers" in c["message"] and "optim tune" in c["message"]
+    ok = summarize_check({"class": {**head["class"], "top1_agreement": 1.0}}, "int8", 40, "x")
+    assert ok["collapsed"] is False and ok["passed"] is None and "message" not in ok
+    fp32 = summarize_check({"class": {**head["class"], "max_abs_error": 0.0}}, "fp32", 40, "x")
+    assert "collapsed" not in fp32 and fp32["passed"] is True
+
+
+@pytest.fixture(scope="module")
+def outlier_ckpt(tmp_path_factory) -> Path:
+    """``tests/collapse_model.py``'s OutlierNet (INT8 collapses deterministically) with its card."""
+    import torch
+
+    from collapse_model import outlier_net
+    from conftest import small_card
+    from optim.model_card import card_path_for
+
+    d = tmp_path_factory.mktemp("outlier")
+    torch.save({"state_dict": outlier_net().state_dict()}, d / "model.pt")
+    small_card(arch="collapse_model:outlier_net").model_copy(update={"allowed_modules": ("collapse_model",)}).save(
+        card_path_for(d / "model.pt"))
+    return d / "model.pt"
+
+
+@pytest.mark.slow
+def test_collapse_is_flagged_loudly_and_float_layers_repair_it(outlier_ckpt, mnist12, tmp_path):
+    """ONNX INT8 of OutlierNet: agreement 0 → status ``collapsed``, exit 1, red COLLAPSED line and
+    the message in --json; keeping conv, pool and head in float repairs it (agreement 1.0)."""
+    from optim.cli.main import cli
+
+    args = ["quantize", str(outlier_ckpt), "--format", "onnx", "--scheme", "int8", "--calib", str(mnist12), "--calib-size", "12"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "broken")])
+    assert r.exit_code == 1, r.output
+    assert "COLLAPSED" in r.stderr and "collapsed: top-1 agreement 0.00 with FP32 on calibration images (12 from" in r.output
+    assert "quantization broke the model" in r.stdout and "--float-layers" in r.stdout
+    meta = json.loads((tmp_path / "broken" / "onnx-int8" / METADATA_FILE).read_text())  # kept for inspection
+    assert meta["checks"]["collapsed"] is True and meta["checks"]["passed"] is False
+    fixed = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "fixed"), "--float-layers", "conv,pool,head", "--json"])
+    assert fixed.exit_code == 0, fixed.output
+    res = json.loads(fixed.stdout)["results"][0]
+    assert res["status"] == "ok" and res["collapsed"] is False and res["top1_agreement"] == 1.0 and res["message"] is None

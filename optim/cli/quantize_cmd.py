@@ -52,8 +52,10 @@ def command(checkpoint: str, formats: str | None, scheme: str, calib: str | None
     report top-1 agreement and max-abs logit error on the calibration images).
 
     Prints a table: format, scheme, size (MB = 10^6 bytes), agreement with FP32, max-abs
-    error, export seconds, status. Exits 3 if any export failed (the others still complete),
-    1 if an FP32 export does not match torch, 2 on bad input.
+    error, export seconds, status. A quantized artifact whose top-1 agreement with FP32 is
+    significantly below 0.90 is flagged ``collapsed`` (quantization broke the model; try
+    --float-layers). Exits 3 if any export failed (the others still complete), 1 if an FP32
+    export does not match torch or an artifact collapsed, 2 on bad input.
     """
     from optim.optimize.ptq import quantize
 
@@ -62,6 +64,8 @@ def command(checkpoint: str, formats: str | None, scheme: str, calib: str | None
     def report(r) -> None:
         if r.ok:
             s.info(f"{r.format}-{r.scheme}: ok, {r.size_mb:.2f} MB in {r.export_seconds:.1f} s")
+        elif r.collapsed:
+            s.info(f"[bold red]{r.format}-{r.scheme}: COLLAPSED[/bold red] [red]{r.message}[/red]")
         else:
             s.info(f"[red]{r.format}-{r.scheme}: {r.status}[/red] {r.error or ''}")
 
@@ -105,5 +109,8 @@ def command(checkpoint: str, formats: str | None, scheme: str, calib: str | None
         for r in result.results:
             if r.error:
                 s.console.print(f"[red]{r.format}-{r.scheme}[/red]: {r.error}")
+            if r.collapsed:
+                s.console.print(f"[bold red]{r.format}-{r.scheme}: quantization broke the model[/bold red] — {r.message} "
+                                f"(artifact kept in {r.artifact_dir} for inspection)")
     if result.exit_code:
         click.get_current_context().exit(result.exit_code)

@@ -37,6 +37,7 @@ N_SYNTHETIC_CHECK_INPUTS = 8
 STATUS_OK = "ok"
 STATUS_EXPORT_FAILED = "export_failed"
 STATUS_CHECK_FAILED = "check_failed"
+STATUS_COLLAPSED = "collapsed"
 
 
 @dataclass
@@ -45,7 +46,10 @@ class FormatResult:
 
     Attributes:
         status: ``ok`` | ``export_failed`` (exporter or runtime broke: see ``error``,
-            ``operator``) | ``check_failed`` (FP32 export differs from torch by > 1e-4).
+            ``operator``) | ``check_failed`` (FP32 export differs from torch by > 1e-4) |
+            ``collapsed`` (quantization broke the model: top-1 agreement with FP32
+            significantly below 0.90, see :func:`optim.optimize.export_checks.collapse_verdict`;
+            the artifact is written, ``message`` says what to do).
         artifact_dir: the artifact directory (None if the export failed).
         size_bytes: sum of the artifact's files (metadata excluded).
         export_seconds: wall time of the export itself (s).
@@ -71,6 +75,16 @@ class FormatResult:
     def ok(self) -> bool:
         return self.status == STATUS_OK
 
+    @property
+    def collapsed(self) -> bool:
+        """True if quantization broke the model (see ``status``)."""
+        return self.status == STATUS_COLLAPSED
+
+    @property
+    def message(self) -> str | None:
+        """The collapse message (``check.message``), else None."""
+        return (self.check or {}).get("message")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": self.format, "scheme": self.scheme, "status": self.status,
@@ -79,6 +93,7 @@ class FormatResult:
             "export_seconds": None if self.export_seconds is None else round(self.export_seconds, 3),
             "top1_agreement": (self.check or {}).get("top1_agreement"),
             "max_abs_error": (self.check or {}).get("max_abs_error"),
+            "collapsed": (self.check or {}).get("collapsed"), "message": self.message,
             "check": self.check, "error": self.error, "operator": self.operator,
         }
 
@@ -98,10 +113,11 @@ class QuantizeResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all ok; 3 an export failed (tool error); 1 an FP32 export failed its check."""
+        """0 all ok; 3 an export failed (tool error); 1 a check failed (an FP32 export differs
+        from torch, or a quantized artifact collapsed)."""
         if any(r.status == STATUS_EXPORT_FAILED for r in self.results):
             return EXIT_TOOL_ERROR
-        if any(r.status == STATUS_CHECK_FAILED for r in self.results):
+        if any(r.status in (STATUS_CHECK_FAILED, STATUS_COLLAPSED) for r in self.results):
             return EXIT_CHECK_FAILED
         return EXIT_OK
 
@@ -239,7 +255,7 @@ def stage_checked_artifact(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    status = STATUS_CHECK_FAILED if check["passed"] is False else STATUS_OK
+    status = STATUS_COLLAPSED if check.get("collapsed") else STATUS_CHECK_FAILED if check["passed"] is False else STATUS_OK
     return FormatResult(fmt, scheme, status, artifact_dir=final, size_bytes=Artifact.load(final).size_bytes,
                         export_seconds=seconds, check=check)
 
@@ -282,7 +298,8 @@ def quantize(
 
     Returns:
         :class:`QuantizeResult`; ``.exit_code`` is 3 if any export failed, 1 if an FP32 export
-        differs from torch by more than 1e-4 max-abs, else 0.
+        differs from torch by more than 1e-4 max-abs or a quantized artifact collapsed (status
+        ``collapsed``: top-1 agreement with FP32 significantly below 0.90 on the check images), else 0.
 
     Raises:
         InputError: unknown format/scheme, bad checkpoint, missing or empty calibration

@@ -75,9 +75,11 @@ def check_float_layers(model, float_layers: Sequence[str] | str | None) -> tuple
     """Validate ``float_layers`` (a sequence, or one comma-separated string) against the model's
     modules; returns them stripped and de-duplicated, in the given order.
 
+    Any module may be named: besides Conv/Linear, quantizers also place activation
+    quantizers at pooling layers (NNCF quantizes a ReduceMean's input) and other ops.
+
     Raises :class:`InputError` for a name that is not a module of the model, listing close
-    matches (or some quantizable layers when nothing is close), and for a name that holds no
-    quantizable layer (keeping it float would change nothing).
+    matches (or some quantizable layers when nothing is close).
     """
     if float_layers is None:
         return ()
@@ -92,9 +94,6 @@ def check_float_layers(model, float_layers: Sequence[str] | str | None) -> tuple
                     else f"quantizable layers include: {', '.join(quantizable[:8])}{' …' if len(quantizable) > 8 else ''}")
             raise InputError(f"float layer {name!r} is not a module of the model; {hint} "
                              "(names as in model.named_modules(); `optim inspect` lists them)")
-        if not any(q == name or q.startswith(name + ".") for q in quantizable):
-            raise InputError(f"float layer {name!r} ({type(modules[name]).__name__}) holds no Conv/Linear layer, so "
-                             "quantization does not touch it; name a Conv/Linear module or a block containing one")
     return tuple(items)
 
 

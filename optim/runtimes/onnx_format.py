@@ -84,20 +84,23 @@ NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
-def onnx_nodes_of_layers(onnx_model, scopes: dict[str, Sequence[str]]) -> list[str]:
+def onnx_nodes_of_layers(onnx_model, scopes: dict[str, Sequence[str]], weighted: dict[str, bool] | None = None) -> list[str]:
     """Names of the ONNX nodes that belong to the float layers: nodes whose
     ``pkg.torch.onnx.name_scopes`` metadata (written by ``torch.onnx.export(dynamo=True)``: the
     module path of the FX node, e.g. ``['', 'features', 'features.0', 'features.0.1', ...]``)
     contains one of a layer's scopes. ``scopes``: ``{float layer: (its name, the BatchNorms
-    folded into its convolutions)}`` (:func:`optim.runtimes.layers.expand_float_layers`).
+    folded into its convolutions)}`` (:func:`optim.runtimes.layers.expand_float_layers`);
+    ``weighted``: ``{float layer: whether it holds a Conv/Linear module}``.
 
-    Raises RuntimeError if a float layer maps to no Conv/Gemm/MatMul in the graph (fail
-    closed: it would silently be quantized)."""
+    Raises RuntimeError if a float layer maps to no node of the graph, or a layer holding a
+    Conv/Linear module to no Conv/Gemm/MatMul (fail closed: it would silently be quantized)."""
     import ast
 
+    weighted = weighted or {}
     owner = {s: f for f, ss in scopes.items() for s in ss}
     names: list[str] = []
     hit: set[str] = set()
+    seen: set[str] = set()
     for node in onnx_model.graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
         if NAME_SCOPES_KEY not in meta:
@@ -109,12 +112,13 @@ def onnx_nodes_of_layers(onnx_model, scopes: dict[str, Sequence[str]]) -> list[s
         found = path & owner.keys()
         if found:
             names.append(node.name)
+            seen |= {owner[s] for s in found}
             if node.op_type in WEIGHTED_OPS:
                 hit |= {owner[s] for s in found}
-    missing = [f for f in scopes if f not in hit]
+    missing = [f for f in scopes if f not in seen or (weighted.get(f) and f not in hit)]
     if missing:
-        raise RuntimeError(f"float layers {', '.join(missing)} map to no Conv/Gemm/MatMul in the exported ONNX graph "
-                           f"(looked up by the exporter's {NAME_SCOPES_KEY} metadata)")
+        raise RuntimeError(f"float layers {', '.join(missing)} map to no (Conv/Gemm/MatMul) operator in the exported "
+                           f"ONNX graph (looked up by the exporter's {NAME_SCOPES_KEY} metadata)")
     return names
 
 
@@ -197,9 +201,11 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
 def _ignored_nodes(model, card: ModelCard, onnx_model, float_layers: Sequence[str]) -> list[str]:
     if not float_layers:
         return []
-    from optim.runtimes.layers import expand_float_layers
+    from optim.runtimes.layers import expand_float_layers, quantizable_layers
 
-    return onnx_nodes_of_layers(onnx_model, expand_float_layers(model, float_layers, card.input.shape))
+    convs = quantizable_layers(model)
+    weighted = {f: any(q == f or q.startswith(f + ".") for q in convs) for f in float_layers}
+    return onnx_nodes_of_layers(onnx_model, expand_float_layers(model, float_layers, card.input.shape), weighted)
 
 
 class OnnxRuntime(Runtime):
