@@ -17,7 +17,7 @@ OUTLIER = 1e4
 
 
 class OutlierNet(nn.Module):
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, outlier: float = OUTLIER):
         super().__init__()
         g = torch.Generator().manual_seed(0)
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
@@ -28,7 +28,7 @@ class OutlierNet(nn.Module):
             self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
             self.conv.bias.copy_(torch.randn(8, generator=g) * 0.1)
             self.conv.weight[7].zero_()
-            self.conv.bias[7] = OUTLIER
+            self.conv.bias[7] = outlier
             self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=g) * 5.0)
             self.head.weight[:, 7] = 0.0
             self.head.bias.zero_()
@@ -40,3 +40,8 @@ class OutlierNet(nn.Module):
 def outlier_net(num_classes: int = 10) -> OutlierNet:
     """Factory for the model card's ``architecture = "collapse_model:outlier_net"``."""
     return OutlierNet(num_classes).eval()
+
+
+def plain_net(num_classes: int = 10) -> OutlierNet:
+    """The same network without the outlier channel (its bias is 0): quantizes normally."""
+    return OutlierNet(num_classes, outlier=0.0).eval()

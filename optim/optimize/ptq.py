@@ -25,9 +25,9 @@ from optim.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_TOOL_ERROR, InputError
 from optim.files import size_mb
 from optim.optimize.calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED, CalibrationSet, load_calibration_set
 from optim.optimize.export_checks import compare_outputs, summarize_check
-from optim.runtimes.artifact import SCHEMES, Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
+from optim.runtimes.artifact import Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
 from optim.runtimes.layers import check_float_layers
-from optim.runtimes.registry import ExportFailed, default_formats, format_names, get_format
+from optim.runtimes.registry import ExportFailed, all_schemes, default_formats, format_names, get_format
 from optim.runtimes.spec import FormatSpec
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def export_one(
     return stage_checked_artifact(
         spec, scheme, out_dir, write,
         card=card, source=source, libraries=spec.libraries,
-        calibration=calib.to_metadata() if (calib is not None and scheme == "int8") else None,
+        calibration=calib.to_metadata() if (calib is not None and scheme in spec.calibrated_schemes) else None,
         check_batch=check_batch, check_desc=check_desc, reference=reference, threads=threads,
     )
 
@@ -311,11 +311,13 @@ def quantize(
     from optim.runtimes.base import TorchRuntime
 
     fmts = _as_list(default_formats() if formats is None else formats, format_names(), "format")
-    schemes = _as_list(scheme, SCHEMES, "scheme")
-    if "int8" in schemes and calib is None:
+    schemes = _as_list(scheme, all_schemes(), "scheme")
+    calibrated = sorted({s for f in fmts for s in schemes if s in get_format(f).calibrated_schemes})
+    if calibrated and calib is None:
         raise InputError(
-            "static INT8 needs calibration images: pass --calib DIR (any directory of images, e.g. the golden set; "
-            "calib=... in the API). optim does not calibrate on random data. Or choose --scheme int8-dynamic / fp16 / fp32."
+            f"static {'/'.join(s.upper() for s in calibrated)} needs calibration images: pass --calib DIR (any directory of "
+            "images, e.g. the golden set; calib=... in the API). optim does not calibrate on random data. "
+            "Or choose --scheme int8-dynamic / fp16 / fp32."
         )
     if calib_size < 1:
         raise InputError(f"--calib-size must be ≥ 1, got {calib_size}")

@@ -56,6 +56,9 @@ class FormatSpec:
             QAT-converted PT2E graph to this format; None if the format has no QAT path.
         qat_libraries: distributions recorded for QAT artifacts.
         device_tool: the official on-device benchmark tool, or None (host only).
+        calibrated_schemes: schemes that need the calibration batch (static activation
+            quantization); ``optim quantize`` refuses them without ``--calib`` and records the
+            calibration set in ``artifact.json``.
         default: included when ``optim quantize`` is given no ``--format``.
         description: one line for help texts.
     """
@@ -74,6 +77,7 @@ class FormatSpec:
     lower_qat: Callable[..., Any] | None = None
     qat_libraries: tuple[str, ...] = ()
     device_tool: Any = None
+    calibrated_schemes: tuple[str, ...] = ("int8",)
     default: bool = True
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
