@@ -232,3 +232,54 @@ def test_collapse_is_flagged_loudly_and_float_layers_repair_it(outlier_ckpt, mni
     assert fixed.exit_code == 0, fixed.output
     res = json.loads(fixed.stdout)["results"][0]
     assert res["status"] == "ok" and res["collapsed"] is False and res["top1_agreement"] == 1.0 and res["message"] is None
+
+
+# ---- extra schemes ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plain_ckpt(tmp_path_factory) -> Path:
+    import torch
+
+    from collapse_model import plain_net
+    from conftest import small_card
+    from optim.model_card import card_path_for
+
+    d = tmp_path_factory.mktemp("plain")
+    torch.save({"state_dict": plain_net().state_dict()}, d / "model.pt")
+    small_card(arch="collapse_model:plain_net").model_copy(update={"allowed_modules": ("collapse_model",)}).save(
+        card_path_for(d / "model.pt"))
+    return d / "model.pt"
+
+
+def _tflite_tensor_types(path: Path) -> tuple[set[int], list[int]]:
+    """(TensorType codes of all tensors, BuiltinOperator codes of the ops in order)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    m = fb.read_model(str(path))
+    sg = m.subgraphs[0]
+    return {t.type for t in sg.tensors}, [m.operatorCodes[o.opcodeIndex].builtinCode for o in sg.operators]
+
+
+@pytest.mark.slow
+def test_tflite_weight_only_and_int16x8_schemes_run_on_litert(plain_ckpt, mnist12, tmp_path):
+    """int8-weight: INT8 weight tensors behind DEQUANTIZE ops, float CONV_2D/FULLY_CONNECTED;
+    int16x8: INT16 activation tensors, INT8 weights; both run on the LiteRT interpreter and
+    agree with FP32; int16x8 records its calibration set."""
+    import optim
+    from optim.runtimes import open_runtime
+
+    res = optim.quantize(plain_ckpt, formats="tflite", scheme="int8-weight,int16x8", calib=mnist12, calib_size=12,
+                         out=tmp_path)
+    assert res.ok, [(r.scheme, r.status, r.error, r.message) for r in res.results]
+    w = res.artifact("tflite", "int8-weight")
+    types, ops = _tflite_tensor_types(w.dir / "model.tflite")
+    assert 9 in types and 6 in ops  # INT8 tensors (weights), DEQUANTIZE
+    assert [dt for _, dt in _tflite_float_ops(w.dir / "model.tflite")] == ["float32", "float32"]
+    assert w.metadata["calibration"] is None
+    a = res.artifact("tflite", "int16x8")
+    types, _ = _tflite_tensor_types(a.dir / "model.tflite")
+    assert {7, 9} <= types  # INT16 activations, INT8 weights
+    assert a.metadata["calibration"]["size"] == 12
+    for art in (w, a):
+        assert art.metadata["checks"]["top1_agreement"] >= 0.9
+        got = open_runtime(art.dir).predict(np.zeros((2, 3, 32, 32), np.float32))["class"]
+        assert got.shape == (2, 10) and np.isfinite(got).all()

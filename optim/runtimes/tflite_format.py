@@ -51,6 +51,8 @@ SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int16x8")
 #: schemes made by ai-edge-quantizer on the FP32 flatbuffer: scheme → (recipe function, needs calibration)
 AEQ_SCHEMES = {"int8-weight": ("weight_only_wi8_afp32", False), "int16x8": ("static_wi8_ai16", True)}
 CALIBRATED_SCHEMES = ("int8", "int16x8")
+#: integer I/O tensor types the runtime quantizes/dequantizes with the tensor's scale and zero point
+QUANTIZED_IO = (np.int8, np.uint8, np.int16)
 LIBRARIES = ("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert", "ai-edge-quantizer")
 MODEL_FILE = "model.tflite"
 
@@ -235,8 +237,8 @@ def _ordered_outputs(it) -> list[dict[str, Any]]:
 class LiteRtRuntime(Runtime):
     """The ai-edge-litert interpreter (built-in CPU kernels + default XNNPACK delegate).
 
-    ``threads`` is passed as ``num_threads``. INT8 input tensors are fed
-    ``clip(round(x / scale) + zero_point)``; INT8 outputs are returned as
+    ``threads`` is passed as ``num_threads``. INT8/UINT8/INT16 input tensors (``int8``,
+    ``int16x8``) are fed ``clip(round(x / scale) + zero_point)``; such outputs are returned as
     ``(q - zero_point) * scale`` (float32).
     """
 
@@ -257,7 +259,7 @@ class LiteRtRuntime(Runtime):
 
     @staticmethod
     def _quantize(x: np.ndarray, d: dict[str, Any]) -> np.ndarray:
-        if d["dtype"] in (np.int8, np.uint8):
+        if d["dtype"] in QUANTIZED_IO:
             scale, zp = d["quantization"]
             info = np.iinfo(d["dtype"])
             return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(d["dtype"])
@@ -265,7 +267,7 @@ class LiteRtRuntime(Runtime):
 
     @staticmethod
     def _dequantize(y: np.ndarray, d: dict[str, Any]) -> np.ndarray:
-        if d["dtype"] in (np.int8, np.uint8):
+        if d["dtype"] in QUANTIZED_IO:
             scale, zp = d["quantization"]
             return (y.astype(np.float32) - zp) * np.float32(scale)
         return y.astype(np.float32, copy=False)
