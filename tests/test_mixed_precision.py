@@ -283,3 +283,87 @@ def test_tflite_weight_only_and_int16x8_schemes_run_on_litert(plain_ckpt, mnist1
         assert art.metadata["checks"]["top1_agreement"] >= 0.9
         got = open_runtime(art.dir).predict(np.zeros((2, 3, 32, 32), np.float32))["class"]
         assert got.shape == (2, 10) and np.isfinite(got).all()
+
+
+# ---- QAT ONNX lowering: every QDQ convolution / add fuses in ONNX Runtime -----------------------
+def _tiny_residual():
+    import torch
+    from torch import nn
+
+    class TinyRes(nn.Module):
+        """conv → ReLU → [conv → ReLU → conv] + skip → ReLU → pool → linear: the block input is read twice."""
+
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.c1 = nn.Conv2d(8, 8, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.c3 = nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            x = torch.relu(self.c2(torch.relu(self.c1(x))) + x)
+            x = torch.relu(self.c3(x))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    torch.manual_seed(0)
+    return TinyRes().eval()
+
+
+def _ort_optimized_ops(model_path: Path, tmp: Path):
+    import onnx
+    import onnxruntime as ort
+
+    from collections import Counter
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.optimized_model_filepath = str(tmp / "optimized.onnx")
+    session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    return session, Counter(n.op_type for n in onnx.load(str(tmp / "optimized.onnx"), load_external_data=False).graph.node)
+
+
+@pytest.mark.slow
+def test_qat_onnx_lowering_fuses_every_conv_and_add(tmp_path):
+    """The QAT (PT2E XNNPACK) graph lowered to ONNX runs as QLinearConv/QLinearAdd everywhere in
+    ONNX Runtime — the residual block's convolution and the Add included (before the UINT8
+    re-expression they stayed float: the 8× QAT slowdown of issue 13) — with unchanged outputs."""
+    import onnx
+    import torch
+
+    from conftest import small_card
+    from optim.optimize.qat import convert_qat, lower, prepare_qat
+    from optim.runtimes.onnx_format import activations_to_uint8
+
+    card = small_card()
+    prepared, quantizer = prepare_qat(_tiny_residual(), card, "xnnpack", 4)
+    with torch.no_grad():
+        for _ in range(3):
+            prepared(torch.randn(4, 3, 32, 32))
+    converted = convert_qat(prepared)
+    out = lower("onnx", converted, card, quantizer, tmp_path / "qat")
+    assert out.recipe["uint8_activation_nodes"] > 0
+    session, ops = _ort_optimized_ops(tmp_path / "qat" / "model.onnx", tmp_path)
+    assert ops["QLinearConv"] == 4 and ops["Conv"] == 0, ops
+    assert ops["QLinearAdd"] == 1 and ops["Add"] == 0, ops
+    # the re-expression is exact: int8 zero point z ↔ uint8 z + 128, same scale
+    raw = onnx.load(str(tmp_path / "qat" / "model.onnx"))
+    zps = {i.name: i.data_type for i in raw.graph.initializer}
+    assert all(zps[n.input[2]] == onnx.TensorProto.UINT8 for n in raw.graph.node if n.op_type == "QuantizeLinear")
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    torch.onnx.export(converted, (torch.zeros(card.input.shape),), str(tmp_path / "raw.onnx"), dynamo=True, opset_version=18,
+                      input_names=["input"], output_names=["class"], verbose=False)
+    reference = onnx.load(str(tmp_path / "raw.onnx"))
+    assert activations_to_uint8(reference) == out.recipe["uint8_activation_nodes"]
+    import onnxruntime as ort
+
+    def unoptimized(path):  # QDQ evaluated literally (no fusion): the two graphs must compute the same numbers
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+    np.testing.assert_allclose(unoptimized(tmp_path / "qat" / "model.onnx"), unoptimized(tmp_path / "raw.onnx"), atol=1e-6)
+    fused = session.run(None, {"input": x})[0]
+    assert fused.argmax() == unoptimized(tmp_path / "raw.onnx").argmax()
