@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,56 @@ def tensor_specs(model_path: Path, card: ModelCard) -> tuple[list[dict], list[di
     return [spec(v) for v in m.graph.input], [spec(v, v.name if v.name in heads else None) for v in m.graph.output]
 
 
-def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path) -> ExportOutput:
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def onnx_nodes_of_layers(onnx_model, scopes: dict[str, Sequence[str]], weighted: dict[str, bool] | None = None) -> list[str]:
+    """Names of the ONNX nodes that belong to the float layers: nodes whose
+    ``pkg.torch.onnx.name_scopes`` metadata (written by ``torch.onnx.export(dynamo=True)``: the
+    module path of the FX node, e.g. ``['', 'features', 'features.0', 'features.0.1', ...]``)
+    contains one of a layer's scopes. ``scopes``: ``{float layer: (its name, the BatchNorms
+    folded into its convolutions)}`` (:func:`optim.runtimes.layers.expand_float_layers`);
+    ``weighted``: ``{float layer: whether it holds a Conv/Linear module}``.
+
+    Raises RuntimeError if a float layer maps to no node of the graph, or a layer holding a
+    Conv/Linear module to no Conv/Gemm/MatMul (fail closed: it would silently be quantized)."""
+    import ast
+
+    weighted = weighted or {}
+    owner = {s: f for f, ss in scopes.items() for s in ss}
+    names: list[str] = []
+    hit: set[str] = set()
+    seen: set[str] = set()
+    for node in onnx_model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        if NAME_SCOPES_KEY not in meta:
+            continue
+        try:
+            path = set(ast.literal_eval(meta[NAME_SCOPES_KEY]))
+        except (ValueError, SyntaxError):
+            continue
+        found = path & owner.keys()
+        if found:
+            names.append(node.name)
+            seen |= {owner[s] for s in found}
+            if node.op_type in WEIGHTED_OPS:
+                hit |= {owner[s] for s in found}
+    missing = [f for f in scopes if f not in seen or (weighted.get(f) and f not in hit)]
+    if missing:
+        raise RuntimeError(f"float layers {', '.join(missing)} map to no (Conv/Gemm/MatMul) operator in the exported "
+                           f"ONNX graph (looked up by the exporter's {NAME_SCOPES_KEY} metadata)")
+    return names
+
+
+def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path, *,
+           float_layers: Sequence[str] = ()) -> ExportOutput:
     """Export ``model`` (FP32 eval ``nn.Module``) as ONNX under ``scheme`` into ``out_dir``.
 
     ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
+    ``float_layers``: qualified module names kept in float by ``int8`` (NNCF ``IgnoredScope``
+    of their ONNX nodes: no QDQ on their weights or inputs) and ``int8-dynamic``
+    (``nodes_to_exclude``); see :func:`onnx_nodes_of_layers`.
     Raises :class:`InputError` for an unknown scheme or missing calibration; library errors
     propagate (the caller wraps them in :class:`optim.runtimes.registry.ExportFailed`).
     """
@@ -121,24 +168,44 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
                 weights_quantization_params=QuantizationParameters(per_channel=True),
                 activations_quantization_params=QuantizationParameters(per_channel=False),
             )
-            q = nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(batch), advanced_parameters=advanced)
+            fp32_model = onnx.load(str(fp32_path))
+            ignored = _ignored_nodes(model, card, fp32_model, float_layers)
+            q = nncf.quantize(fp32_model, dataset, subset_size=len(batch), advanced_parameters=advanced,
+                              ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)
             onnx.save(q, str(target))
             recipe["quantization"] = {
                 "library": "nncf.quantize (ONNX backend)", "format": "QDQ", "weights": "int8 per-channel symmetric",
                 "activations": "int8 per-tensor (preset PERFORMANCE)", "subset_size": len(batch),
                 "fast_bias_correction": True,
             }
+            if float_layers:
+                recipe["quantization"]["float_layers"] = list(float_layers)
+                recipe["quantization"]["ignored_scope"] = f"nncf.IgnoredScope(names=[{len(ignored)} ONNX nodes])"
         else:  # int8-dynamic
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32_path), str(target), per_channel=True, weight_type=QuantType.QInt8)
+            excluded = _ignored_nodes(model, card, onnx.load(str(fp32_path), load_external_data=False), float_layers)
+            quantize_dynamic(str(fp32_path), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=excluded or None)
             recipe["quantization"] = {
                 "library": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 per-channel",
                 "activations": "uint8 per-tensor, computed at run time",
             }
+            if float_layers:
+                recipe["quantization"]["float_layers"] = list(float_layers)
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name != "artifact.json")
     inputs, outputs = tensor_specs(target, card)
     return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe=recipe)
+
+
+def _ignored_nodes(model, card: ModelCard, onnx_model, float_layers: Sequence[str]) -> list[str]:
+    if not float_layers:
+        return []
+    from optim.runtimes.layers import expand_float_layers, quantizable_layers
+
+    convs = quantizable_layers(model)
+    weighted = {f: any(q == f or q.startswith(f + ".") for q in convs) for f in float_layers}
+    return onnx_nodes_of_layers(onnx_model, expand_float_layers(model, float_layers, card.input.shape), weighted)
 
 
 class OnnxRuntime(Runtime):
@@ -186,6 +253,48 @@ def sidecars(model_file: Path) -> list[Path]:
 
 
 # ---- QAT ----------------------------------------------------------------------------------
+def activations_to_uint8(onnx_model) -> int:
+    """Re-express INT8 activation QuantizeLinear/DequantizeLinear pairs as UINT8 (zero point + 128,
+    same scale: the dequantized values are identical), in place; weights (DequantizeLinear of an
+    INT8 initializer) stay INT8. Returns the number of Q/DQ nodes changed.
+
+    Why (issue 13, the QAT ONNX slowdown): PT2E's XNNPACK quantizer emits INT8 activations. ONNX
+    Runtime's CPU EP fuses QDQ into QLinearConv/QLinearAdd with UINT8 activations × INT8 weights
+    and converts INT8 activation pairs to UINT8 itself (``QDQS8ToU8Transformer``) only where a
+    QuantizeLinear feeds a single DequantizeLinear. A tensor read twice — a residual block's
+    input, read by its first convolution and by the skip Add — has one Q with (after ORT makes
+    one DQ per consumer) two DQs: it stays INT8 and both readers run as float Conv/Add between
+    DQ and Q. Measured on resnet18 (32×32): 9 of 20 Conv and 0 of 8 Add fused before, 20/20
+    QLinearConv and 8/8 QLinearAdd after, like NNCF's PTQ graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx_model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    made: dict[str, str] = {}
+    changed = 0
+    for node in graph.node:
+        activation = node.op_type == "QuantizeLinear" or (
+            node.op_type == "DequantizeLinear" and node.input[0] in producer and producer[node.input[0]].op_type == "QuantizeLinear")
+        if not activation or len(node.input) < 3 or node.input[2] not in inits:
+            continue
+        zp = node.input[2]
+        if inits[zp].data_type != onnx.TensorProto.INT8:
+            continue
+        if zp not in made:
+            shifted = numpy_helper.to_array(inits[zp]).astype(np.int16) + 128
+            made[zp] = f"{zp}_uint8"
+            graph.initializer.append(numpy_helper.from_array(shifted.astype(np.uint8), made[zp]))
+        node.input[2] = made[zp]
+        changed += 1
+    quantized = {n.output[0] for n in graph.node if n.op_type == "QuantizeLinear" and n.input[2] in made.values()}
+    for vi in graph.value_info:
+        if vi.name in quantized:
+            vi.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return changed
+
+
 def lower_qat(converted, card: ModelCard, quantizer, out_dir: Path) -> ExportOutput:
     """A QAT-converted PT2E graph (XNNPACK quantizer) → ``model.onnx`` with QDQ pairs
     (``torch.onnx.export``, dynamo): the learnt scales become QuantizeLinear/DequantizeLinear."""
@@ -193,14 +302,23 @@ def lower_qat(converted, card: ModelCard, quantizer, out_dir: Path) -> ExportOut
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(converted, (torch.zeros(card.input.shape),), str(out_dir / MODEL_FILE), dynamo=True,
-                      opset_version=OPSET, input_names=[card.input.name], output_names=[h.name for h in card.heads],
-                      verbose=False)
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="optim-onnx-qat-") as tmp:
+        raw = Path(tmp) / MODEL_FILE
+        torch.onnx.export(converted, (torch.zeros(card.input.shape),), str(raw), dynamo=True,
+                          opset_version=OPSET, input_names=[card.input.name], output_names=[h.name for h in card.heads],
+                          verbose=False)
+        model = onnx.load(str(raw))
+        changed = activations_to_uint8(model)
+        onnx.save(model, str(out_dir / MODEL_FILE))
     inputs, outputs = tensor_specs(out_dir / MODEL_FILE, card)
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe={
-        "lowering": "torch.onnx.export(dynamo=True, opset 18): quantized_decomposed ops → QuantizeLinear/DequantizeLinear",
-        "file": MODEL_FILE})
+        "lowering": "torch.onnx.export(dynamo=True, opset 18): quantized_decomposed ops → QuantizeLinear/DequantizeLinear; "
+                    "activation Q/DQ re-expressed as UINT8 (activations_to_uint8) so that ONNX Runtime fuses every "
+                    "QLinearConv/QLinearAdd",
+        "uint8_activation_nodes": changed, "file": MODEL_FILE})
 
 
 # ---- on-device tool: onnxruntime_perf_test --------------------------------------------------
