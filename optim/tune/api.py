@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from optim.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from optim.errors import EXIT_OK, InputError
 from optim.tune import search as S
 from optim.tune.sensitivity import DEFAULT_MAX_UNITS, DEFAULT_TAIL_WEIGHT, SensitivityResult
 

@@ -32,6 +32,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from optim.errors import EXIT_CHECK_FAILED, EXIT_OK
 from optim.files import atomic_write_bytes, atomic_write_json
 from optim.tune import search as S
 from optim.tune.sensitivity import Measured, SensitivityResult, plot as sensitivity_plot, to_markdown as sensitivity_md
@@ -129,7 +130,7 @@ def assemble(base: dict[str, Any], records: list[S.TrialRecord], chosen: dict[st
     ok = all(v is not None for v in chosen_out.values())
     records = sorted(records, key=lambda r: (r.trial if r.trial is not None else 10**9, r.candidate["key"]))
     return base | {
-        "verdict": S.PASS if ok else S.FAIL, "exit_code": 0 if ok else 1,
+        "verdict": S.PASS if ok else S.FAIL, "exit_code": EXIT_OK if ok else EXIT_CHECK_FAILED,
         "search": stats, "baselines": baselines, "chosen": chosen_out,
         "pareto_front": [r.to_dict() for r in S.pareto_front(records)],
         "candidates": [r.to_dict() for r in records],

@@ -173,13 +173,16 @@ def rank_units(fp32: Measured, all_quant: Measured, alone: dict[str, Measured], 
 
 def collapse_of(fp32: Measured, all_quant: Measured, threshold_pts: float = COLLAPSE_DROP_PTS,
                 min_agreement: float = COLLAPSE_MIN_AGREEMENT) -> dict[str, Any]:
-    """``{"collapsed", "top1_drop_pts", "tail_top1_drop_pts", "threshold_pts"}``: the fully
-    quantized model collapsed when top-1 or tail-class top-1 dropped by more than
-    ``threshold_pts`` percentage points versus FP32."""
+    """``{"collapsed", "top1_drop_pts", "tail_top1_drop_pts", "threshold_pts", "top1_agreement",
+    "min_agreement"}``: the fully quantized model collapsed when top-1 or tail-class top-1
+    dropped by more than ``threshold_pts`` percentage points versus FP32, or when its top-1
+    agrees with FP32's on fewer than ``min_agreement`` of the golden images."""
     d1 = _pts(fp32.top1, all_quant.top1)
     dt = _pts(fp32.tail_top1, all_quant.tail_top1)
-    collapsed = any(d is not None and d > threshold_pts for d in (d1, dt))
-    return {"collapsed": collapsed, "top1_drop_pts": d1, "tail_top1_drop_pts": dt, "threshold_pts": threshold_pts}
+    collapsed = any(d is not None and d > threshold_pts for d in (d1, dt)) or (
+        all_quant.agreement is not None and all_quant.agreement < min_agreement)
+    return {"collapsed": collapsed, "top1_drop_pts": d1, "tail_top1_drop_pts": dt, "threshold_pts": threshold_pts,
+            "top1_agreement": all_quant.agreement, "min_agreement": min_agreement}
 
 
 # ---- result ------------------------------------------------------------------------------------
