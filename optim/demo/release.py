@@ -92,7 +92,7 @@ def run_release(workdir: str | Path, checkpoint: Path, golden: Path, *,
     q = quantize(checkpoint, formats=list(formats), scheme="int8", calib=calib, calib_size=CALIB_SIZE,
                  out=workdir / "artifacts", on_result=lambda r: log(
                      f"  {r.format}-{r.scheme}: {r.status}" + (f", {r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "")
-                     + (f" ({r.error})" if r.error else "")))
+                     + (f" ({r.error})" if r.error else "") + (f" — {r.message}" if r.message else "")))
     artifacts = [r.artifact_dir for r in q.results if r.ok and r.artifact_dir is not None]
     if not artifacts:
         raise ToolError("every export failed; see the messages above")

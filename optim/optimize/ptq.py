@@ -25,8 +25,9 @@ from optim.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_TOOL_ERROR, InputError
 from optim.files import size_mb
 from optim.optimize.calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED, CalibrationSet, load_calibration_set
 from optim.optimize.export_checks import compare_outputs, summarize_check
-from optim.runtimes.artifact import SCHEMES, Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
-from optim.runtimes.registry import ExportFailed, default_formats, format_names, get_format
+from optim.runtimes.artifact import Artifact, artifact_dir_name, library_versions, update_metadata, write_metadata
+from optim.runtimes.layers import check_float_layers
+from optim.runtimes.registry import ExportFailed, all_schemes, default_formats, format_names, get_format
 from optim.runtimes.spec import FormatSpec
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ N_SYNTHETIC_CHECK_INPUTS = 8
 STATUS_OK = "ok"
 STATUS_EXPORT_FAILED = "export_failed"
 STATUS_CHECK_FAILED = "check_failed"
+STATUS_COLLAPSED = "collapsed"
 
 
 @dataclass
@@ -44,7 +46,10 @@ class FormatResult:
 
     Attributes:
         status: ``ok`` | ``export_failed`` (exporter or runtime broke: see ``error``,
-            ``operator``) | ``check_failed`` (FP32 export differs from torch by > 1e-4).
+            ``operator``) | ``check_failed`` (FP32 export differs from torch by > 1e-4) |
+            ``collapsed`` (quantization broke the model: top-1 agreement with FP32
+            significantly below 0.90, see :func:`optim.optimize.export_checks.collapse_verdict`;
+            the artifact is written, ``message`` says what to do).
         artifact_dir: the artifact directory (None if the export failed).
         size_bytes: sum of the artifact's files (metadata excluded).
         export_seconds: wall time of the export itself (s).
@@ -70,6 +75,16 @@ class FormatResult:
     def ok(self) -> bool:
         return self.status == STATUS_OK
 
+    @property
+    def collapsed(self) -> bool:
+        """True if quantization broke the model (see ``status``)."""
+        return self.status == STATUS_COLLAPSED
+
+    @property
+    def message(self) -> str | None:
+        """The collapse message (``check.message``), else None."""
+        return (self.check or {}).get("message")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": self.format, "scheme": self.scheme, "status": self.status,
@@ -78,6 +93,7 @@ class FormatResult:
             "export_seconds": None if self.export_seconds is None else round(self.export_seconds, 3),
             "top1_agreement": (self.check or {}).get("top1_agreement"),
             "max_abs_error": (self.check or {}).get("max_abs_error"),
+            "collapsed": (self.check or {}).get("collapsed"), "message": self.message,
             "check": self.check, "error": self.error, "operator": self.operator,
         }
 
@@ -97,10 +113,11 @@ class QuantizeResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all ok; 3 an export failed (tool error); 1 an FP32 export failed its check."""
+        """0 all ok; 3 an export failed (tool error); 1 a check failed (an FP32 export differs
+        from torch, or a quantized artifact collapsed)."""
         if any(r.status == STATUS_EXPORT_FAILED for r in self.results):
             return EXIT_TOOL_ERROR
-        if any(r.status == STATUS_CHECK_FAILED for r in self.results):
+        if any(r.status in (STATUS_CHECK_FAILED, STATUS_COLLAPSED) for r in self.results):
             return EXIT_CHECK_FAILED
         return EXIT_OK
 
@@ -152,10 +169,12 @@ def _error_summary(exc: BaseException) -> str:
 def export_one(
     model, card, fmt: str, scheme: str, out_dir: Path, *,
     calib: CalibrationSet | None, check_batch: np.ndarray, check_desc: str, reference: dict[str, np.ndarray],
-    source: dict[str, Any], threads: int | None = None,
+    source: dict[str, Any], threads: int | None = None, float_layers: Sequence[str] = (),
 ) -> FormatResult:
     """Export one format × scheme into ``out_dir/<format>-<scheme>`` and check it; never raises
-    for a library failure (it becomes ``status="export_failed"``)."""
+    for a library failure (it becomes ``status="export_failed"``). ``float_layers``: module
+    names kept in float (already checked against the model, see
+    :func:`optim.runtimes.layers.check_float_layers`); recorded in the recipe."""
     try:
         spec = get_format(fmt)
     except ToolError as e:
@@ -163,11 +182,23 @@ def export_one(
     if scheme not in spec.schemes:
         err = ExportFailed(fmt, scheme, NotImplementedError(f"scheme {scheme} is not supported by the {fmt} exporter (supported: {', '.join(spec.schemes)})"))
         return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(err))
+    float_layers = tuple(float_layers)
+    if float_layers and not spec.supports_float_layers:
+        err = ExportFailed(fmt, scheme, NotImplementedError(f"the {fmt} exporter does not support float_layers (mixed precision)"))
+        return FormatResult(fmt, scheme, STATUS_EXPORT_FAILED, error=str(err))
+
+    def write(staging: Path):
+        batch = None if calib is None else calib.batch
+        if not float_layers:
+            return spec.export(copy.deepcopy(model), card, scheme, batch, staging)
+        exported = spec.export(copy.deepcopy(model), card, scheme, batch, staging, float_layers=float_layers)
+        exported.recipe = {**exported.recipe, "float_layers": list(float_layers)}
+        return exported
+
     return stage_checked_artifact(
-        spec, scheme, out_dir,
-        lambda staging: spec.export(copy.deepcopy(model), card, scheme, None if calib is None else calib.batch, staging),
+        spec, scheme, out_dir, write,
         card=card, source=source, libraries=spec.libraries,
-        calibration=calib.to_metadata() if (calib is not None and scheme == "int8") else None,
+        calibration=calib.to_metadata() if (calib is not None and scheme in spec.calibrated_schemes) else None,
         check_batch=check_batch, check_desc=check_desc, reference=reference, threads=threads,
     )
 
@@ -224,7 +255,7 @@ def stage_checked_artifact(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    status = STATUS_CHECK_FAILED if check["passed"] is False else STATUS_OK
+    status = STATUS_COLLAPSED if check.get("collapsed") else STATUS_CHECK_FAILED if check["passed"] is False else STATUS_OK
     return FormatResult(fmt, scheme, status, artifact_dir=final, size_bytes=Artifact.load(final).size_bytes,
                         export_seconds=seconds, check=check)
 
@@ -240,6 +271,7 @@ def quantize(
     threads: int | None = None,
     load_kwargs: dict[str, Any] | None = None,
     on_result: Callable[[FormatResult], None] | None = None,
+    float_layers: str | Sequence[str] | None = None,
 ) -> QuantizeResult:
     """PTQ + export of a checkpoint to each format, each checked on its host runtime.
 
@@ -258,30 +290,40 @@ def quantize(
         threads: CPU threads for the check runs (None = library default).
         load_kwargs: passed to :func:`optim.load_checkpoint` (arch, card, trust_pickle, input_shape).
         on_result: called with each :class:`FormatResult` as it is done (progress display).
+        float_layers: mixed precision — qualified module names (``model.named_modules()``,
+            e.g. ``"features.16.0"``; a container covers its children; sequence or
+            comma-separated) that the quantized schemes keep in float
+            (:func:`optim.runtimes.layers.quantizable_layers` lists the candidates). Recorded
+            in ``artifact.json`` ``recipe.float_layers``.
 
     Returns:
         :class:`QuantizeResult`; ``.exit_code`` is 3 if any export failed, 1 if an FP32 export
-        differs from torch by more than 1e-4 max-abs, else 0.
+        differs from torch by more than 1e-4 max-abs or a quantized artifact collapsed (status
+        ``collapsed``: top-1 agreement with FP32 significantly below 0.90 on the check images), else 0.
 
     Raises:
         InputError: unknown format/scheme, bad checkpoint, missing or empty calibration
-            directory, ``int8`` without ``calib`` (optim never calibrates on random noise), or a
+            directory, ``int8`` without ``calib`` (optim never calibrates on random noise), a
+            float layer that is not a module of the model (close matches listed), or a
             model that rejects its card's ``input.shape`` (checked at load: :func:`optim.checkpoint.check_card_fits`).
     """
     from optim.checkpoint import load_checkpoint
     from optim.runtimes.base import TorchRuntime
 
     fmts = _as_list(default_formats() if formats is None else formats, format_names(), "format")
-    schemes = _as_list(scheme, SCHEMES, "scheme")
-    if "int8" in schemes and calib is None:
+    schemes = _as_list(scheme, all_schemes(), "scheme")
+    calibrated = sorted({s for f in fmts for s in schemes if s in get_format(f).calibrated_schemes})
+    if calibrated and calib is None:
         raise InputError(
-            "static INT8 needs calibration images: pass --calib DIR (any directory of images, e.g. the golden set; "
-            "calib=... in the API). optim does not calibrate on random data. Or choose --scheme int8-dynamic / fp16 / fp32."
+            f"static {'/'.join(s.upper() for s in calibrated)} needs calibration images: pass --calib DIR (any directory of "
+            "images, e.g. the golden set; calib=... in the API). optim does not calibrate on random data. "
+            "Or choose --scheme int8-dynamic / fp16 / fp32."
         )
     if calib_size < 1:
         raise InputError(f"--calib-size must be ≥ 1, got {calib_size}")
     loaded = load_checkpoint(checkpoint, **(load_kwargs or {}))
     card = loaded.card
+    floats = check_float_layers(loaded.model, float_layers)
     calib_set = load_calibration_set(calib, card.preprocessing, calib_size, input_shape=card.input.shape) if calib is not None else None
     check_batch, check_desc = _check_inputs(card, calib_set)
     try:
@@ -296,7 +338,8 @@ def quantize(
     for s in schemes:
         for fmt in fmts:
             r = export_one(loaded.model, card, fmt, s, Path(out), calib=calib_set, check_batch=check_batch,
-                           check_desc=check_desc, reference=reference, source=source, threads=threads)
+                           check_desc=check_desc, reference=reference, source=source, threads=threads,
+                           float_layers=floats)
             result.results.append(r)
             if on_result is not None:
                 on_result(r)

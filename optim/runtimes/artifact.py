@@ -16,7 +16,7 @@ refuses it. MB = 10^6 bytes.
 
     {"schema_version": 1,
      "format": a registered format name (optim.runtimes.registry),
-     "scheme": "fp32" | "fp16" | "int8" | "int8-dynamic",
+     "scheme": one of the format's FormatSpec.schemes ("fp32", "fp16", "int8", "int8-dynamic", ...),
      "files": [{"name": relative path, "bytes": int, "sha256": hex}, ...],
      "size_bytes": int, "size_mb": float,
      "inputs":  [{"name", "shape", "dtype", "layout", "quantization": null | {"scale", "zero_point"}}],
@@ -48,6 +48,7 @@ from optim.model_card import ModelCard
 
 METADATA_FILE = "artifact.json"
 SCHEMA_VERSION = 1
+#: the schemes every built-in format exports; each format lists its own in ``FormatSpec.schemes``
 SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
 
 
@@ -262,8 +263,11 @@ def write_metadata(
 
     if fmt not in format_names():
         raise InputError(f"unknown format {fmt!r}; known: {', '.join(format_names())}")
-    if scheme not in SCHEMES:
-        raise InputError(f"unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+    from optim.runtimes.registry import get_format
+
+    known = get_format(fmt).schemes
+    if scheme not in known:
+        raise InputError(f"unknown {fmt} scheme {scheme!r}; known: {', '.join(known)}")
     entries = []
     for name in sorted(set(files)):
         p = artifact_dir / name

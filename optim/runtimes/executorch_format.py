@@ -20,6 +20,7 @@ larger batches in chunks. ``threads`` resets ExecuTorch's process-wide threadpoo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,14 @@ def _half_wrapper(model):
     return HalfPrecision(model).eval()
 
 
-def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path) -> ExportOutput:
+def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path, *,
+           float_layers: Sequence[str] = ()) -> ExportOutput:
     """Export ``model`` (FP32 eval ``nn.Module``) to ``out_dir/model.pte`` under ``scheme``.
 
     ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
+    ``float_layers``: qualified module names the PT2E schemes (``int8``, ``int8-dynamic``)
+    leave unannotated (:func:`optim.runtimes.pt2e.keep_float`): XNNPACK runs them as FP32
+    convolutions / fully-connected layers.
     """
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -85,12 +90,13 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-        from optim.runtimes.pt2e import pt2e_prepare_and_calibrate
+        from optim.runtimes.pt2e import keep_float, pt2e_prepare_and_calibrate
 
         dynamic = scheme == "int8-dynamic"
         if not dynamic and (calib is None or len(calib) == 0):
             raise InputError("pte int8: static INT8 needs calibration images (--calib DIR)")
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+        keep_float(quantizer, float_layers)
         graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, None if dynamic else calib)
         graph = convert_pt2e(graph)
         recipe["quantization"] = {
@@ -98,6 +104,8 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
             "activations": "int8 per-tensor, computed at run time (supported layers only)" if dynamic else "int8 per-tensor",
             "calibration_images": None if dynamic else len(calib),
         }
+        if float_layers:
+            recipe["quantization"]["float_layers"] = list(float_layers)
     program = torch.export.export(graph, sample)
     et = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
     (out_dir / MODEL_FILE).write_bytes(et.buffer)

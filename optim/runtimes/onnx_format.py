@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,56 @@ def tensor_specs(model_path: Path, card: ModelCard) -> tuple[list[dict], list[di
     return [spec(v) for v in m.graph.input], [spec(v, v.name if v.name in heads else None) for v in m.graph.output]
 
 
-def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path) -> ExportOutput:
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def onnx_nodes_of_layers(onnx_model, scopes: dict[str, Sequence[str]], weighted: dict[str, bool] | None = None) -> list[str]:
+    """Names of the ONNX nodes that belong to the float layers: nodes whose
+    ``pkg.torch.onnx.name_scopes`` metadata (written by ``torch.onnx.export(dynamo=True)``: the
+    module path of the FX node, e.g. ``['', 'features', 'features.0', 'features.0.1', ...]``)
+    contains one of a layer's scopes. ``scopes``: ``{float layer: (its name, the BatchNorms
+    folded into its convolutions)}`` (:func:`optim.runtimes.layers.expand_float_layers`);
+    ``weighted``: ``{float layer: whether it holds a Conv/Linear module}``.
+
+    Raises RuntimeError if a float layer maps to no node of the graph, or a layer holding a
+    Conv/Linear module to no Conv/Gemm/MatMul (fail closed: it would silently be quantized)."""
+    import ast
+
+    weighted = weighted or {}
+    owner = {s: f for f, ss in scopes.items() for s in ss}
+    names: list[str] = []
+    hit: set[str] = set()
+    seen: set[str] = set()
+    for node in onnx_model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        if NAME_SCOPES_KEY not in meta:
+            continue
+        try:
+            path = set(ast.literal_eval(meta[NAME_SCOPES_KEY]))
+        except (ValueError, SyntaxError):
+            continue
+        found = path & owner.keys()
+        if found:
+            names.append(node.name)
+            seen |= {owner[s] for s in found}
+            if node.op_type in WEIGHTED_OPS:
+                hit |= {owner[s] for s in found}
+    missing = [f for f in scopes if f not in seen or (weighted.get(f) and f not in hit)]
+    if missing:
+        raise RuntimeError(f"float layers {', '.join(missing)} map to no (Conv/Gemm/MatMul) operator in the exported "
+                           f"ONNX graph (looked up by the exporter's {NAME_SCOPES_KEY} metadata)")
+    return names
+
+
+def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path, *,
+           float_layers: Sequence[str] = ()) -> ExportOutput:
     """Export ``model`` (FP32 eval ``nn.Module``) as ONNX under ``scheme`` into ``out_dir``.
 
     ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
+    ``float_layers``: qualified module names kept in float by ``int8`` (NNCF ``IgnoredScope``
+    of their ONNX nodes: no QDQ on their weights or inputs) and ``int8-dynamic``
+    (``nodes_to_exclude``); see :func:`onnx_nodes_of_layers`.
     Raises :class:`InputError` for an unknown scheme or missing calibration; library errors
     propagate (the caller wraps them in :class:`optim.runtimes.registry.ExportFailed`).
     """
@@ -121,24 +168,44 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
                 weights_quantization_params=QuantizationParameters(per_channel=True),
                 activations_quantization_params=QuantizationParameters(per_channel=False),
             )
-            q = nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(batch), advanced_parameters=advanced)
+            fp32_model = onnx.load(str(fp32_path))
+            ignored = _ignored_nodes(model, card, fp32_model, float_layers)
+            q = nncf.quantize(fp32_model, dataset, subset_size=len(batch), advanced_parameters=advanced,
+                              ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)
             onnx.save(q, str(target))
             recipe["quantization"] = {
                 "library": "nncf.quantize (ONNX backend)", "format": "QDQ", "weights": "int8 per-channel symmetric",
                 "activations": "int8 per-tensor (preset PERFORMANCE)", "subset_size": len(batch),
                 "fast_bias_correction": True,
             }
+            if float_layers:
+                recipe["quantization"]["float_layers"] = list(float_layers)
+                recipe["quantization"]["ignored_scope"] = f"nncf.IgnoredScope(names=[{len(ignored)} ONNX nodes])"
         else:  # int8-dynamic
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32_path), str(target), per_channel=True, weight_type=QuantType.QInt8)
+            excluded = _ignored_nodes(model, card, onnx.load(str(fp32_path), load_external_data=False), float_layers)
+            quantize_dynamic(str(fp32_path), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=excluded or None)
             recipe["quantization"] = {
                 "library": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 per-channel",
                 "activations": "uint8 per-tensor, computed at run time",
             }
+            if float_layers:
+                recipe["quantization"]["float_layers"] = list(float_layers)
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name != "artifact.json")
     inputs, outputs = tensor_specs(target, card)
     return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe=recipe)
+
+
+def _ignored_nodes(model, card: ModelCard, onnx_model, float_layers: Sequence[str]) -> list[str]:
+    if not float_layers:
+        return []
+    from optim.runtimes.layers import expand_float_layers, quantizable_layers
+
+    convs = quantizable_layers(model)
+    weighted = {f: any(q == f or q.startswith(f + ".") for q in convs) for f in float_layers}
+    return onnx_nodes_of_layers(onnx_model, expand_float_layers(model, float_layers, card.input.shape), weighted)
 
 
 class OnnxRuntime(Runtime):

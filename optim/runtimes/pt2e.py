@@ -41,3 +41,15 @@ def pt2e_prepare_and_calibrate(model, quantizer, input_shape: tuple[int, int, in
             for i in range(0, max(last, 0), step):
                 graph(torch.from_numpy(np.ascontiguousarray(calib[i : i + step])))
     return graph
+
+
+def keep_float(quantizer, float_layers) -> None:
+    """Leave the modules named in ``float_layers`` (qualified ``named_modules()`` names, a
+    container covers everything inside it) unquantized: the PT2E per-module config
+    ``module_name_config[name] = None``, which the XNNPACK and litert-torch quantizers read as
+    "annotate nothing here" and exclude from the global config. (Their ``set_module_name``
+    asserts on ``None`` — "not supported yet" — although their annotators handle it, so the
+    entry is set directly.) The quantizers match names against each node's
+    ``nn_module_stack`` (torchao ``get_module_name_filter``)."""
+    for name in float_layers:
+        quantizer.module_name_config[name] = None

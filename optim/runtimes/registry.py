@@ -16,7 +16,7 @@ from typing import Any
 from optim.errors import InputError, ToolError
 from optim.runtimes.spec import ExportFailed, ExportOutput, FormatSpec, operator_from_error
 
-__all__ = ["ENTRY_POINT_GROUP", "ExportFailed", "ExportOutput", "FormatSpec", "all_libraries", "default_formats",
+__all__ = ["ENTRY_POINT_GROUP", "ExportFailed", "ExportOutput", "FormatSpec", "all_libraries", "all_schemes", "default_formats",
            "device_tools", "format_for_suffix", "format_for_tool", "format_names", "formats", "get_format",
            "operator_from_error"]
 
@@ -111,4 +111,13 @@ def all_libraries() -> tuple[str, ...]:
     for s in formats().values():
         for lib in (*s.libraries, *s.qat_libraries):
             seen.setdefault(lib, None)
+    return tuple(seen)
+
+
+def all_schemes() -> tuple[str, ...]:
+    """Every scheme any registered format exports (``FormatSpec.schemes``), deduplicated, in order."""
+    seen: dict[str, None] = {}
+    for s in formats().values():
+        for scheme in s.schemes:
+            seen.setdefault(scheme, None)
     return tuple(seen)

@@ -33,10 +33,15 @@ class FormatSpec:
         model_file: the model file's name inside an artifact directory (``"model.onnx"``).
         schemes: schemes ``export`` supports (subset of :data:`optim.runtimes.artifact.SCHEMES`).
         libraries: distribution names whose versions go into ``artifact.json`` (PTQ exports).
-        export: ``(model, card, scheme, calib, out_dir) -> ExportOutput``: write the artifact
-            files of an FP32 eval-mode ``nn.Module`` into the empty directory ``out_dir``. This
-            is also PTQ: ``calib`` is the float32 N×C×H×W calibration batch, required for
-            ``int8`` (may be None otherwise). Raises InputError for a bad scheme/calibration;
+        export: ``(model, card, scheme, calib, out_dir, *, float_layers=()) -> ExportOutput``:
+            write the artifact files of an FP32 eval-mode ``nn.Module`` into the empty
+            directory ``out_dir``. This is also PTQ: ``calib`` is the float32 N×C×H×W
+            calibration batch, required for ``int8`` (may be None otherwise). ``float_layers``
+            (mixed precision): qualified module names (``model.named_modules()``, checked by
+            the caller with :func:`optim.runtimes.layers.check_float_layers`) that the
+            quantized schemes keep in float; float schemes ignore it. A format whose
+            ``export`` lacks the keyword does not support mixed precision
+            (:attr:`supports_float_layers`). Raises InputError for a bad scheme/calibration;
             library errors propagate (wrapped by the caller in ``ExportFailed``).
         open_runtime: ``(artifact, threads) -> Runtime``: the host runtime of an artifact.
         tensor_specs: ``(model_path, card) -> (inputs, outputs)``: tensor specs for
@@ -51,6 +56,9 @@ class FormatSpec:
             QAT-converted PT2E graph to this format; None if the format has no QAT path.
         qat_libraries: distributions recorded for QAT artifacts.
         device_tool: the official on-device benchmark tool, or None (host only).
+        calibrated_schemes: schemes that need the calibration batch (static activation
+            quantization); ``optim quantize`` refuses them without ``--calib`` and records the
+            calibration set in ``artifact.json``.
         default: included when ``optim quantize`` is given no ``--format``.
         description: one line for help texts.
     """
@@ -69,9 +77,21 @@ class FormatSpec:
     lower_qat: Callable[..., Any] | None = None
     qat_libraries: tuple[str, ...] = ()
     device_tool: Any = None
+    calibrated_schemes: tuple[str, ...] = ("int8",)
     default: bool = True
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def supports_float_layers(self) -> bool:
+        """True if ``export`` takes the ``float_layers`` keyword (mixed precision)."""
+        import inspect
+
+        try:
+            params = inspect.signature(self.export).parameters
+        except (TypeError, ValueError):
+            return False
+        return "float_layers" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():

@@ -13,7 +13,15 @@ Schemes:
 * ``int8-dynamic`` — the same PT2E path with ``is_dynamic=True`` (INT8 weights, activations
   quantized at run time; float32 input/output);
 * ``fp16`` — the FP32 flatbuffer with weights cast to float16 by ai-edge-quantizer
-  (``FLOAT_CASTING``, compute in float; float32 input/output).
+  (``FLOAT_CASTING``, compute in float; float32 input/output);
+* ``int8-weight`` — weight-only INT8: ai-edge-quantizer ``recipe.weight_only_wi8_afp32()`` on
+  the FP32 flatbuffer (INT8 weights with an explicit DEQUANTIZE, float compute, float32 I/O):
+  a size budget at FP32 accuracy; on the host the XNNPACK delegate dequantizes the constant
+  weights once at load and runs FP32 kernels (speed of ``fp32``, not of ``int8``);
+* ``int16x8`` — INT16 activations × INT8 weights: ai-edge-quantizer ``recipe.static_wi8_ai16()``
+  calibrated on the calibration batch (float32 I/O). More accurate than ``int8`` where
+  activation ranges are wide; LiteRT runs it on its built-in (non-XNNPACK) kernels, so it is
+  slower than ``int8`` on the CPU.
 
 The graph has the card's fixed batch size (usually 1); :class:`LiteRtRuntime` feeds larger
 batches in chunks. Inputs are NCHW as exported by litert-torch; an NHWC input tensor
@@ -22,7 +30,9 @@ batches in chunks. Inputs are NCHW as exported by litert-torch; an NHWC input te
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +47,45 @@ from optim.runtimes.spec import ExportOutput
 from optim.runtimes.spec import FormatSpec
 
 FORMAT = "tflite"
-SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
+SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int16x8")
+#: schemes made by ai-edge-quantizer on the FP32 flatbuffer: scheme → (recipe function, needs calibration)
+AEQ_SCHEMES = {"int8-weight": ("weight_only_wi8_afp32", False), "int16x8": ("static_wi8_ai16", True)}
+CALIBRATED_SCHEMES = ("int8", "int16x8")
 LIBRARIES = ("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert", "ai-edge-quantizer")
 MODEL_FILE = "model.tflite"
 
 
-def _pt2e_quantize(model, card: ModelCard, calib: np.ndarray | None, dynamic: bool):
+@contextlib.contextmanager
+def litert_module_name_filter():
+    """litert-torch 0.10's own module-name filter strips a ``"L__self___"`` prefix from the
+    ``nn_module_stack`` keys (the old dynamo naming); ``torch.export`` in torch 2.13 writes keys
+    like ``"L__self__features.0.0"``, so no name ever matches and per-module configs
+    (``module_name_config``) are silently ignored — every layer gets quantized. While
+    preparing, use torchao's ``get_module_name_filter`` instead (it matches the qualified names
+    in the stack's values, as ExecuTorch's XNNPACKQuantizer does)."""
+    import litert_torch.quantize.pt2e_quantizer as pq
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+    name = "_get_module_name_filter"
+    original = getattr(pq, name)
+    setattr(pq, name, get_module_name_filter)
+    try:
+        yield
+    finally:
+        setattr(pq, name, original)
+
+
+def _pt2e_quantize(model, card: ModelCard, calib: np.ndarray | None, dynamic: bool, float_layers: Sequence[str] = ()):
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    from optim.runtimes.pt2e import pt2e_prepare_and_calibrate
+    from optim.runtimes.pt2e import keep_float, pt2e_prepare_and_calibrate
 
     quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, calib)
+    keep_float(quantizer, float_layers)
+    with litert_module_name_filter():
+        graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, calib)
     graph = convert_pt2e(graph, fold_quantize=False)
     move_exported_model_to_eval(graph)
     return graph, quantizer
@@ -72,6 +107,33 @@ def _fp16_weights(fp32_path: Path, target: Path) -> None:
     target.write_bytes(bytes(result.quantized_model))
 
 
+def _aeq_quantize(fp32_path: Path, target: Path, scheme: str, calib: np.ndarray | None) -> dict[str, Any]:
+    """``scheme`` in :data:`AEQ_SCHEMES`: ai-edge-quantizer's recipe on the FP32 flatbuffer,
+    calibrated (signature inputs = the calibration images one at a time, in the graph's
+    layout) when the recipe needs it."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    recipe_name, calibrated = AEQ_SCHEMES[scheme]
+    qt = quantizer.Quantizer(str(fp32_path), getattr(recipe, recipe_name)())
+    result = None
+    if calibrated:
+        if calib is None or len(calib) == 0:
+            raise InputError(f"tflite {scheme}: static quantization needs calibration images (--calib DIR)")
+        it = Interpreter(model_path=str(fp32_path))
+        key = next(iter(it.get_signature_list()))
+        runner = it.get_signature_runner(key)
+        (name, detail), = runner.get_input_details().items()
+        n0 = int(detail["shape"][0])
+        nhwc = _is_nhwc(detail["shape"])
+        samples = [calib[i : i + n0] for i in range(0, len(calib) - n0 + 1, n0)]
+        data = {key: [{name: np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x)} for x in samples]}
+        result = qt.calibrate(data, num_threads=1)
+    target.write_bytes(bytes(qt.quantize(result, enable_progress_report=False).quantized_model))
+    return {"library": f"ai_edge_quantizer recipe.{recipe_name}()",
+            "calibration_images": len(calib) if calibrated and calib is not None else None}
+
+
 def _tensor_spec(d: dict[str, Any], head: str | None = None) -> dict[str, Any]:
     scale, zp = d["quantization"]
     s = {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
@@ -87,10 +149,14 @@ def _is_nhwc(shape) -> bool:
     return len(shape) == 4 and shape[-1] == 3 and shape[1] != 3
 
 
-def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path) -> ExportOutput:
+def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_dir: Path, *,
+           float_layers: Sequence[str] = ()) -> ExportOutput:
     """Export ``model`` (FP32 eval ``nn.Module``) to ``out_dir/model.tflite`` under ``scheme``.
 
     ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
+    ``float_layers``: qualified module names the PT2E schemes (``int8``, ``int8-dynamic``)
+    leave unannotated (:func:`optim.runtimes.pt2e.keep_float`): they lower to float
+    CONV_2D / FULLY_CONNECTED ops between DEQUANTIZE and QUANTIZE.
     """
     import litert_torch
     import torch
@@ -103,7 +169,17 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
     target = out_dir / MODEL_FILE
     sample = (torch.zeros(card.input.shape),)
     recipe: dict[str, Any] = {"exporter": "litert_torch.convert", "batch": card.input.shape[0]}
-    if scheme in ("fp32", "fp16"):
+    if scheme in AEQ_SCHEMES:
+        if float_layers:
+            raise InputError(f"tflite {scheme}: --float-layers is not supported for this scheme yet "
+                             "(it applies to int8 and int8-dynamic)")
+        fp32_path = out_dir / ".fp32.tflite"
+        litert_torch.convert(model, sample).export(str(fp32_path))
+        try:
+            recipe["quantization"] = _aeq_quantize(fp32_path, target, scheme, calib)
+        finally:
+            fp32_path.unlink(missing_ok=True)
+    elif scheme in ("fp32", "fp16"):
         edge = litert_torch.convert(model, sample)
         if scheme == "fp32":
             edge.export(str(target))
@@ -122,13 +198,15 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
         dynamic = scheme == "int8-dynamic"
         if not dynamic and (calib is None or len(calib) == 0):
             raise InputError("tflite int8: static INT8 needs calibration images (--calib DIR)")
-        graph, quantizer = _pt2e_quantize(model, card, None if dynamic else calib, dynamic)
+        graph, quantizer = _pt2e_quantize(model, card, None if dynamic else calib, dynamic, float_layers)
         litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(target))
         recipe["quantization"] = {
             "library": "torchao PT2E + litert_torch PT2EQuantizer", "weights": "int8 per-channel symmetric",
             "activations": "int8 per-tensor, computed at run time" if dynamic else "int8 per-tensor (histogram observer)",
             "calibration_images": None if dynamic else len(calib),
         }
+        if float_layers:
+            recipe["quantization"]["float_layers"] = list(float_layers)
     inputs, outputs = tensor_specs(target, card)
     return ExportOutput(files=[MODEL_FILE], inputs=inputs, outputs=outputs, recipe=recipe)
 
@@ -249,6 +327,7 @@ SPEC = FormatSpec(
     runtime_modules=("ai_edge_litert.interpreter",),
     qat_backend="litert", lower_qat=lower_qat,
     qat_libraries=("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert"),
+    calibrated_schemes=CALIBRATED_SCHEMES,
     device_tool=DeviceTool("benchmark_model", benchmark_model_command, parse_benchmark_model_output,
                            description="LiteRT/TFLite benchmark_model (arm64-v8a) for .tflite."),
     description="TFLite / LiteRT (ai-edge-litert interpreter)",
