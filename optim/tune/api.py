@@ -170,7 +170,7 @@ def tune(
     calib_set, holdout = split_holdout(calib_all, holdout_fraction)
     check_batch = calib_set.batch
     reference = _torch_outputs(loaded.model, card, check_batch)
-    layers = B.quantizable_layers(loaded.model)
+    layers = B.quantizable_layers(loaded.model, card.input.shape)
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. sensitivity, per format (cached in OUT/sensitivity.json for a resumed run)
@@ -259,8 +259,10 @@ def tune(
         float_layers = [n for n in sens[c.format].top_layers(c.k) if n in names] if c.k else []
         r = B.build_artifact(m, get_format(c.format), c.scheme, S.trial_dir(out, c, number), calib=calib_set,
                              check_batch=cb, reference=ref_out, float_layers=float_layers, threads=threads)
-        if r.artifact_dir is None or not r.ok:
-            why = r.error or f"its {c.scheme} export differs from torch on the check inputs ({(r.check or {}).get('summary', '')})"
+        collapsed = bool(getattr(r, "collapsed", False)) and r.artifact_dir is not None
+        if r.artifact_dir is None or not (r.ok or collapsed):
+            why = r.error or (f"{r.status}: its {c.scheme} export differs from torch on the check inputs "
+                              f"(top-1 agreement {(r.check or {}).get('top1_agreement')})")
             rec = S.TrialRecord(candidate=c.to_dict(), status=S.REJECTED, reasons=[f"export: {why}"],
                                 float_layers=float_layers, size_mb=r.size_mb)
             if r.artifact_dir is not None:
@@ -273,6 +275,10 @@ def tune(
         if v.report["input_errors"]:
             raise InputError(v.report["input_errors"][0])
         rec = S.record_from_verify(v.report["artifacts"][0], device, c, float_layers)
+        if collapsed:  # the quantizer flagged a collapse on the check images: measured, never chosen (fail closed)
+            rec.status = S.FAIL if rec.status == S.PASS else rec.status
+            rec.checks_failed = max(rec.checks_failed, 1)
+            rec.reasons.insert(0, f"quantize: {r.message or 'collapsed (top-1 agreement with FP32 far below 0.90)'}")
         if not rec.passed:
             S.remove_artifact(rec)
         rec.seconds = round(time.monotonic() - t0, 2)

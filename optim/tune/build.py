@@ -2,14 +2,12 @@
 
 The exporter is the registry's ``FormatSpec.export(model, card, scheme, calib, out_dir, *,
 float_layers=())`` (mixed precision, issue 13's quantizer side); the artifact is written and
-checked on its host runtime through :func:`optim.optimize.ptq.stage_checked_artifact`, exactly
-like ``optim quantize`` writes one, so ``optim verify`` and ``optim publish`` take it as is.
+checked on its host runtime by :func:`optim.optimize.ptq.export_one`, exactly like ``optim
+quantize --float-layers`` writes one, so ``optim verify`` and ``optim publish`` take it as is.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -18,53 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from optim.errors import InputError, ToolError
+from optim.errors import ToolError
 
 
-def quantizable_layers(model) -> list[str]:
-    """Qualified names of the layers a quantizer quantizes (module order).
+def quantizable_layers(model, input_shape=None) -> list[str]:
+    """Qualified names of the layers INT8 PTQ quantizes, in graph order when ``input_shape``
+    (N×C×H×W) is given: :func:`optim.runtimes.layers.quantizable_layers` (the quantizer side's
+    one definition)."""
+    from optim.runtimes.layers import quantizable_layers as from_quantizer
 
-    Uses the quantizer side's ``quantizable_layers`` when it is installed (issue 13, part 1);
-    otherwise the weighted layers PTQ quantizes in every built-in format: ``Conv1d/2d/3d``,
-    ``ConvTranspose*`` and ``Linear`` modules.
-    """
-    try:
-        from optim.optimize.ptq import quantizable_layers as from_quantizer  # type: ignore[attr-defined]
-    except ImportError:
-        from_quantizer = None
-    if from_quantizer is not None:
-        return list(from_quantizer(model))
-    import torch.nn as nn
-
-    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
-    return [name for name, m in model.named_modules() if name and isinstance(m, kinds)]
+    return list(from_quantizer(model, input_shape))
 
 
 def supports_float_layers(spec) -> bool:
-    """Whether ``spec.export`` takes ``float_layers`` (a keyword parameter or ``**kwargs``)."""
-    try:
-        params = inspect.signature(spec.export).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "float_layers" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def export_fn(spec, model, card, scheme: str, calib: np.ndarray | None, float_layers: Sequence[str]) -> Callable[[Path], Any]:
-    """``staging -> ExportOutput`` for :func:`optim.optimize.ptq.stage_checked_artifact`: a deep
-    copy of ``model`` exported by ``spec`` with ``float_layers`` kept in float.
-
-    Raises :class:`ToolError` when layers must stay in float but the format's exporter has no
-    ``float_layers`` parameter (it would silently quantize them)."""
-    float_layers = tuple(float_layers)
-    if float_layers and not supports_float_layers(spec):
-        raise ToolError(f"format {spec.name!r}: its exporter takes no float_layers (mixed precision), so layers "
-                        f"{list(float_layers)[:4]}… cannot be kept in float; update optim (issue 13 quantizer side)")
-
-    def write(staging: Path):
-        kw = {"float_layers": float_layers} if float_layers else {}
-        return spec.export(copy.deepcopy(model), card, scheme, calib, staging, **kw)
-
-    return write
+    """Whether the format's exporter keeps layers in float (``FormatSpec.supports_float_layers``)."""
+    return bool(spec.supports_float_layers)
 
 
 def source_of(loaded) -> dict[str, Any]:
@@ -77,20 +43,21 @@ def build_artifact(loaded, spec, scheme: str, out_dir: Path, *, calib, check_bat
                    float_layers: Sequence[str] = (), threads: int | None = None):
     """Export ``loaded`` (a :class:`optim.checkpoint.LoadedModel`) as ``spec`` × ``scheme`` into
     ``out_dir/<format>-<scheme>/`` with ``float_layers`` in float, checked on its host runtime
-    against the torch ``reference`` outputs on ``check_batch``.
+    against the torch ``reference`` outputs on ``check_batch``: exactly what ``optim quantize
+    --float-layers`` writes (:func:`optim.optimize.ptq.export_one`).
 
     ``calib``: the :class:`optim.optimize.calibration.CalibrationSet` (recorded in
     ``artifact.json``). Returns the :class:`optim.optimize.ptq.FormatResult` (``status``
-    ``export_failed`` carries the error; never raises for a library failure).
+    ``export_failed`` carries the error, ``collapsed`` the quantizer-side collapse message;
+    never raises for a library failure).
     """
-    from optim.optimize.ptq import stage_checked_artifact
+    from optim.optimize.ptq import export_one
+    from optim.runtimes.layers import check_float_layers
 
-    write = export_fn(spec, loaded.model, loaded.card, scheme, None if calib is None else calib.batch, float_layers)
-    return stage_checked_artifact(
-        spec, scheme, Path(out_dir), write, card=loaded.card, source=source_of(loaded), libraries=spec.libraries,
-        calibration=calib.to_metadata() if calib is not None else None,
-        check_batch=check_batch, check_desc=f"calibration images ({len(check_batch)})", reference=reference,
-        threads=threads)
+    floats = check_float_layers(loaded.model, list(float_layers))
+    return export_one(loaded.model, loaded.card, spec.name, scheme, Path(out_dir), calib=calib, check_batch=check_batch,
+                      check_desc=f"calibration images ({len(check_batch)})", reference=reference,
+                      source=source_of(loaded), threads=threads, float_layers=floats)
 
 
 def quantized_runtime_factory(loaded, spec, scheme: str, calib, check_batch: np.ndarray, reference: dict,
@@ -125,11 +92,3 @@ def quantized_runtime_factory(loaded, spec, scheme: str, calib, check_batch: np.
         return rt
 
     return make
-
-
-def check_layers(model, names: Sequence[str]) -> None:
-    """Raises :class:`InputError` for a float-fallback name that is not a module of ``model``."""
-    known = {n for n, _ in model.named_modules()}
-    bad = [n for n in names if n not in known]
-    if bad:
-        raise InputError(f"float layers {bad[:5]} are not modules of the model")
