@@ -239,6 +239,28 @@ def test_choose_never_picks_a_failing_candidate_and_pareto_front_is_nondominated
     assert {r.candidate["key"] for r in pareto_front(rs)} == {"y|int8|k0|p0"}  # faster, smaller, no loss
 
 
+def test_report_says_plainly_when_int8_is_slower_and_fp32_wins(tmp_path):
+    from optim.tune.report import assemble, write_reports
+    from optim.tune.search import Candidate, TrialRecord
+
+    def rec(scheme, status, p95, size, n):
+        return TrialRecord(Candidate("x", scheme).to_dict(), status, ["size_mb: too big"] if status != "pass" else [],
+                           p95_ms=p95, size_mb=size, top1_delta_pts=0.0, tail_top1_delta_pts=0.0, trial=n)
+
+    fp32, i8 = rec("fp32", "pass", 5.0, 40.0, 0), rec("int8", "pass", 9.0, 10.0, 1)
+    base = {"formats": ["x"], "device": "host", "checkpoint": {"path": "m.pt"}, "policy": {"path": "p.toml"}}
+    chosen = {"x": {"record": fp32, "verify": "v.json", "attestation": "a.json", "verified_p95_ms": 5.1}}
+    rep = assemble(base, [fp32, i8], chosen, {}, {"candidates": 2, "sampler": "s", "trials_run": 2, "resumed_records": 0,
+                                                   "stopped_by": "trials", "seconds": 1.0})
+    assert rep["baselines"]["x"]["int8_over_fp32"] == pytest.approx(1.8)
+    assert any("slower than FP32" in n for n in rep["notes"]) and any("FP32 wins" in n for n in rep["notes"])
+    assert rep["chosen"]["x"]["fp32_p95_ms"] == 5.0 and rep["chosen"]["x"]["int8_p95_ms"] == 9.0 and rep["exit_code"] == 0
+    paths = write_reports(rep, tmp_path, [])
+    assert "FP32 wins" in paths["markdown"].read_text() and paths["pareto_png"].read_bytes()[:4] == b"\x89PNG"
+    none = assemble(base, [fp32, i8], {"x": None}, {}, rep["search"])
+    assert none["exit_code"] == 1 and none["verdict"] == "fail" and none["chosen"]["x"] is None
+
+
 def test_parse_duration():
     from optim.tune.search import parse_duration
 

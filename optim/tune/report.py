@@ -38,7 +38,8 @@ from optim.tune import search as S
 from optim.tune.sensitivity import Measured, SensitivityResult, plot as sensitivity_plot, to_markdown as sensitivity_md
 
 SENSITIVITY_FILE = "sensitivity.json"
-NAMES = {"json": "tune.json", "markdown": "tune.md", "html": "tune.html", "sensitivity_md": "sensitivity.md"}
+NAMES = {"json": "tune.json", "markdown": "tune.md", "html": "tune.html", "sensitivity_md": "sensitivity.md",
+         "pareto_png": "pareto.png", "sensitivity_png": "sensitivity.png"}
 
 
 # ---- sensitivity cache -------------------------------------------------------------------------
@@ -291,7 +292,8 @@ def render_html(report: dict[str, Any], sens: Sequence[SensitivityResult]) -> st
 
 
 def write_reports(report: dict[str, Any], out: Path, sens: Sequence[SensitivityResult]) -> dict[str, Path]:
-    """Write tune.json, tune.md, tune.html and sensitivity.md into ``out``; returns {kind: path}."""
+    """Write tune.json, tune.md, tune.html, sensitivity.md and the two plots (pareto.png,
+    sensitivity.png) into ``out``; returns {kind: path}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": atomic_write_json(out / NAMES["json"], report)}
@@ -300,4 +302,7 @@ def write_reports(report: dict[str, Any], out: Path, sens: Sequence[SensitivityR
     paths["html"] = atomic_write_bytes(out / NAMES["html"], render_html(report, sens).encode())
     if sens:
         paths["sensitivity_md"] = atomic_write_bytes(out / NAMES["sensitivity_md"], sensitivity_md(sens).encode())
+    for kind, png in (("pareto_png", pareto_plot(report)), ("sensitivity_png", sensitivity_plot(sens))):
+        if png:
+            paths[kind] = atomic_write_bytes(out / NAMES[kind], png)
     return paths

@@ -238,7 +238,8 @@ def to_markdown(results: Sequence[SensitivityResult]) -> str:
                    f"{'tail-weighted' if r.tail_weight > 0 else 'top-1'} ranking, head {r.head})\n")
         out.append(f"All quantized: top-1 Δ {_fmt(-c['top1_drop_pts'] if c['top1_drop_pts'] is not None else None)} pts, "
                    f"tail top-1 Δ {_fmt(-c['tail_top1_drop_pts'] if c['tail_top1_drop_pts'] is not None else None)} pts, "
-                   f"KL {r.all_quant.kl:.4f} nats" + (" — **collapse**" if c["collapsed"] else "") + "\n")
+                   f"KL {r.all_quant.kl:.4f} nats, top-1 agreement with FP32 {_frac(r.all_quant.agreement)}"
+                   + (" — **collapse**" if c["collapsed"] else "") + "\n")
         out.append("| rank | unit | layers | score | KL alone | top-1 Δ alone | tail Δ alone | worst class (Δ) "
                    "| KL all-but | recovery top-1 | recovery tail |")
         out.append("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
@@ -252,6 +253,10 @@ def to_markdown(results: Sequence[SensitivityResult]) -> str:
     out.append("Deltas in percentage points versus FP32 (negative = worse); KL(FP32 ‖ quantized) in nats on a held-out "
                "slice of the calibration images; recovery = all-but-it minus all-quantized.")
     return "\n".join(out) + "\n"
+
+
+def _frac(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
 
 
 def _fmt(x: float | None) -> str:
