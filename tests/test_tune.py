@@ -352,6 +352,8 @@ def test_missing_policy_is_an_input_error(fakeq, world, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="no policy"):
         _tune(world, tmp_path / "tune", policy=None)
+    with pytest.raises(InputError, match="is the golden set"):
+        _tune(world, tmp_path / "tune", calib=world["golden"])
 
 
 def test_cli_tune_analyze_only_and_input_errors(analysed, world, tmp_path):

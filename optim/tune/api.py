@@ -157,6 +157,9 @@ def tune(
     golden = Path(golden)
     if not golden.is_dir():
         raise InputError(f"golden set {golden} is not a directory")
+    if Path(calib).resolve() == golden.resolve():
+        raise InputError(f"--calib {calib} is the golden set: tune would calibrate (and measure KL) on the images that "
+                         "judge the result; pass a training or calibration split")
     if not isinstance(policy, Policy):
         pol = find_policy(policy)
         if pol is None:
