@@ -14,14 +14,17 @@ from optim.cli.output import json_option, make_table, print_json, state
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--release/--no-release", default=True, show_default=True,
               help="After training: quantize (ONNX, TFLite, ExecuTorch INT8) → verify on the host → publish.")
+@click.option("--tune/--no-tune", "tune_step", default=True, show_default=True,
+              help="After the release: optim tune on one format with a small budget (Pareto plot in WORKDIR/tune/tune.html).")
 @json_option
-def command(workdir: str, retrain: bool, epochs: int, seed: int, release: bool, as_json: bool) -> None:
+def command(workdir: str, retrain: bool, epochs: int, seed: int, release: bool, tune_step: bool, as_json: bool) -> None:
     """Train resnet18 on long-tailed real MNIST digits (no network, no user files) and
     report FP32 top-1 on the balanced golden set, head and tail classes separately.
 
     Then the release job: quantize to the three formats, `optim verify --device host` against
     a demo policy (WORKDIR/optim.toml), publish what passed into WORKDIR/registry, and show a
-    policy variant whose size budget a known artifact breaks (exit code 1, publish refused)."""
+    policy variant whose size budget a known artifact breaks (exit code 1, publish refused).
+    Last, `optim tune` with a small budget: sensitivity, a few candidates, the Pareto plot."""
     from optim.demo.run import run_demo
     from optim.demo.train import TrainConfig
 
@@ -32,8 +35,15 @@ def command(workdir: str, retrain: bool, epochs: int, seed: int, release: bool, 
         from optim.demo.release import run_release
 
         rel = run_release(workdir, result.checkpoint, result.golden_dir, log=s.info)
+    tuned = None
+    if release and tune_step:
+        from optim.demo.tune_step import run_tune_step
+
+        tuned = run_tune_step(workdir, result.checkpoint, result.golden_dir, log=s.info)
     if as_json:
-        print_json(result.to_dict() | ({"release": rel.to_dict()} if rel else {}))
+        print_json(result.to_dict() | ({"release": rel.to_dict()} if rel else {})
+                   | ({"tune": {"verdict": tuned.report["verdict"], "exit_code": tuned.exit_code,
+                                "paths": {k: str(v) for k, v in tuned.paths.items()}}} if tuned else {}))
         click.get_current_context().exit(rel.verify_report["exit_code"] if rel else 0)
     rows = [
         ["checkpoint", str(result.checkpoint)],
@@ -61,4 +71,12 @@ def command(workdir: str, retrain: bool, epochs: int, seed: int, release: bool, 
         s.console.print(f"  {f}", markup=False)
     if v.get("publish_refused"):
         s.console.print(f"  publish refused: {v['publish_refused']}", markup=False)
+    if tuned is not None:
+        rep = tuned.report
+        s.console.print(f"\noptim tune: {rep['verdict'].upper()} — report with the Pareto plot: {tuned.paths['html']}", markup=False)
+        for fmt, c in rep["chosen"].items():
+            s.console.print(f"  {fmt}: " + (f"{c['candidate']['label']}, p95 {c['p95_ms']:.2f} ms, {c['size_mb']:.2f} MB "
+                                           f"(FP32 p95 {c['fp32_p95_ms']} ms)" if c else "no candidate passed"), markup=False)
+        for n in rep.get("notes") or []:
+            s.console.print(f"  {n}", markup=False)
     click.get_current_context().exit(rel.verify_report["exit_code"])

@@ -76,6 +76,7 @@ COMMAND_MODULES = (
     "keygen_cmd",
     "prune_cmd",
     "distill_cmd",
+    "tune_cmd",
 )
 
 
