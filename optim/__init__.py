@@ -59,8 +59,8 @@ _API = {
     "DistillConfig": "optim.optimize.distillation",
     "distillation_loss": "optim.optimize.distillation",
     "quantize_qat": "optim.optimize.qat",
-    "tune": "optim.tune.api",
-    "TuneResult": "optim.tune.api",
+    "tune": "optim.tuning.api",
+    "TuneResult": "optim.tuning.api",
 }
 
 __all__ = sorted(_API)

@@ -152,7 +152,7 @@ def _tune(world, out, **kw):
 
 # ---- pure ranking math -----------------------------------------------------------------------------
 def test_kl_divergence_is_zero_for_equal_logits_and_positive_otherwise():
-    from optim.tune.sensitivity import bernoulli_kl, kl_divergence
+    from optim.tuning.sensitivity import bernoulli_kl, kl_divergence
 
     rng = np.random.default_rng(0)
     p = rng.standard_normal((8, 5))
@@ -169,7 +169,7 @@ def test_kl_divergence_is_zero_for_equal_logits_and_positive_otherwise():
 
 
 def test_group_units_by_layer_or_top_level_block():
-    from optim.tune.sensitivity import group_units
+    from optim.tuning.sensitivity import group_units
 
     layers = ["conv1", "layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1", "fc"]
     assert list(group_units(layers, "layer")) == layers
@@ -184,7 +184,7 @@ def test_group_units_by_layer_or_top_level_block():
 
 
 def test_a_broken_unit_ranks_first_and_tail_weighting_changes_the_order():
-    from optim.tune.sensitivity import Measured, collapse_of, rank_units
+    from optim.tuning.sensitivity import Measured, collapse_of, rank_units
 
     units = {"a": ("a",), "b": ("b",), "c": ("c",)}
     fp32 = Measured(0.0, 0.90, 0.80, {"0": 0.9, "1": 0.8})
@@ -207,7 +207,7 @@ def test_a_broken_unit_ranks_first_and_tail_weighting_changes_the_order():
 
 
 def test_candidates_baselines_first_and_fallbacks_only_for_quantized_schemes():
-    from optim.tune.search import Candidate, enumerate_candidates
+    from optim.tuning.search import Candidate, enumerate_candidates
 
     c = enumerate_candidates({"x": ("fp32", "fp16", "int8")}, {"x": 3}, ks=(1, 2, 8), prune_ratios=(0.3,))
     keys = [x.key for x in c]
@@ -222,7 +222,7 @@ def test_candidates_baselines_first_and_fallbacks_only_for_quantized_schemes():
 
 
 def test_choose_never_picks_a_failing_candidate_and_pareto_front_is_nondominated():
-    from optim.tune.search import TrialRecord, choose, pareto_front
+    from optim.tuning.search import TrialRecord, choose, pareto_front
 
     def rec(key, status, p95, size, d1=0.0, dt=0.0):
         fmt, scheme, k, p = key.split("|")
@@ -240,8 +240,8 @@ def test_choose_never_picks_a_failing_candidate_and_pareto_front_is_nondominated
 
 
 def test_report_says_plainly_when_int8_is_slower_and_fp32_wins(tmp_path):
-    from optim.tune.report import assemble, write_reports
-    from optim.tune.search import Candidate, TrialRecord
+    from optim.tuning.report import assemble, write_reports
+    from optim.tuning.search import Candidate, TrialRecord
 
     def rec(scheme, status, p95, size, n):
         return TrialRecord(Candidate("x", scheme).to_dict(), status, ["size_mb: too big"] if status != "pass" else [],
@@ -262,7 +262,7 @@ def test_report_says_plainly_when_int8_is_slower_and_fp32_wins(tmp_path):
 
 
 def test_parse_duration():
-    from optim.tune.search import parse_duration
+    from optim.tuning.search import parse_duration
 
     assert parse_duration("30m") == 1800 and parse_duration("1h30m") == 5400 and parse_duration("90s") == 90
     assert parse_duration(12) == 12 and parse_duration("45") == 45 and parse_duration(None) is None

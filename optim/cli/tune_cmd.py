@@ -1,6 +1,6 @@
 """``optim tune CKPT --policy optim.toml --calib DIR --golden DIR``: per-layer sensitivity, a
 seeded search judged by verify's checks, and the chosen artifact per format (see
-:func:`optim.tune.api.tune`)."""
+:func:`optim.tuning.api.tune`)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def command(checkpoint, policy, calib, golden, train, device, formats, time_budg
     3 a tool or device failed outside a trial.
     """
     from optim.errors import InputError
-    from optim.tune.api import tune
+    from optim.tuning.api import tune
 
     def ints(text: str, what: str) -> list:
         try:

@@ -21,9 +21,9 @@ def run_tune_step(workdir: str | Path, checkpoint: Path, golden: Path, *, policy
     """Tune ``checkpoint`` against the demo policy (``WORKDIR/optim.toml``, written by the release
     step) on the host, calibrating on ``WORKDIR/train`` (never the golden set), for the first
     default format of the registry unless ``formats`` says otherwise. Returns the
-    :class:`optim.tune.api.TuneResult`."""
+    :class:`optim.tuning.api.TuneResult`."""
     from optim.runtimes.registry import default_formats
-    from optim.tune.api import tune
+    from optim.tuning.api import tune
 
     workdir = Path(workdir)
     policy = policy or workdir / "optim.toml"

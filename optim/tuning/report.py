@@ -19,7 +19,7 @@ accuracy deltas in percentage points versus FP32, negative = worse)::
     rejected           [{candidate, status, reasons}]   every candidate that did not pass, with why
     notes              [..]       plain statements (INT8 slower than FP32, FP32 wins, no candidate passed)
 
-A record is :class:`optim.tune.search.TrialRecord` as a dict: candidate {key, format, scheme,
+A record is :class:`optim.tuning.search.TrialRecord` as a dict: candidate {key, format, scheme,
 fallback_units, prune_ratio, label}, status (pass | fail | error | rejected), reasons, artifact,
 float_layers, size_mb, p95_ms, top1_delta_pts, tail_top1_delta_pts, checks_failed, seconds, trial.
 """
@@ -34,8 +34,8 @@ from typing import Any, Sequence
 
 from optim.errors import EXIT_CHECK_FAILED, EXIT_OK
 from optim.files import atomic_write_bytes, atomic_write_json
-from optim.tune import search as S
-from optim.tune.sensitivity import Measured, SensitivityResult, plot as sensitivity_plot, to_markdown as sensitivity_md
+from optim.tuning import search as S
+from optim.tuning.sensitivity import Measured, SensitivityResult, plot as sensitivity_plot, to_markdown as sensitivity_md
 
 SENSITIVITY_FILE = "sensitivity.json"
 NAMES = {"json": "tune.json", "markdown": "tune.md", "html": "tune.html", "sensitivity_md": "sensitivity.md",

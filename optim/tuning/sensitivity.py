@@ -333,7 +333,7 @@ def measure_sensitivity(
         layers: qualified names of the quantizable layers (grouped by :func:`group_units`).
         quantized_runtime: ``float_layers -> Runtime``: the model quantized with the format's
             quantizer, the named layers kept in float (``()`` = all quantized); the production
-            one is :func:`optim.tune.build.quantized_runtime_factory`.
+            one is :func:`optim.tuning.build.quantized_runtime_factory`.
         holdout: float32 N×C×H×W held-out calibration images (not used to calibrate) for KL.
         golden: golden set directory (tail classes from its ``train_counts.json``).
         head: the multiclass head whose accuracy ranks (default: the card's first multiclass head).

@@ -62,7 +62,7 @@ def build_artifact(loaded, spec, scheme: str, out_dir: Path, *, calib, check_bat
 
 def quantized_runtime_factory(loaded, spec, scheme: str, calib, check_batch: np.ndarray, reference: dict,
                               threads: int | None = None) -> Callable[[tuple[str, ...]], Any]:
-    """``float_layers -> Runtime`` for :func:`optim.tune.sensitivity.measure_sensitivity`: each
+    """``float_layers -> Runtime`` for :func:`optim.tuning.sensitivity.measure_sensitivity`: each
     call exports into a temporary directory, opens the artifact on the format's host runtime
     and removes the directory when the runtime is closed.
 

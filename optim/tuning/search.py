@@ -16,7 +16,7 @@ p95, then size" is what the study optimises. The study lives in a journal file
 enqueued first. The search stops at the trial budget or the time budget (``timeout``: checked
 between trials).
 
-**Trial**: export (:mod:`optim.tune.build`) → :func:`optim.verify` without reports (golden-set
+**Trial**: export (:mod:`optim.tuning.build`) → :func:`optim.verify` without reports (golden-set
 evaluation against the FP32 reference, bench on the device, the same checks verify applies) →
 record: verdict, every failed check with its reason, p95, size, top-1 and tail-class deltas.
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from optim.errors import EXIT_OK, InputError
-from optim.tune import search as S
-from optim.tune.sensitivity import DEFAULT_MAX_UNITS, DEFAULT_TAIL_WEIGHT, SensitivityResult
+from optim.tuning import search as S
+from optim.tuning.sensitivity import DEFAULT_MAX_UNITS, DEFAULT_TAIL_WEIGHT, SensitivityResult
 
 DEFAULT_MAX_TRIALS = 40
 DEFAULT_CALIB_SIZE = 200
@@ -24,7 +24,7 @@ TUNE_SCHEMA_VERSION = 1
 
 @dataclass
 class TuneResult:
-    """A tune run: ``report`` is the ``tune.json`` document (schema in :mod:`optim.tune.report`);
+    """A tune run: ``report`` is the ``tune.json`` document (schema in :mod:`optim.tuning.report`);
     ``paths`` the files written; ``sensitivity`` the per-format analyses."""
 
     report: dict[str, Any]
@@ -113,13 +113,13 @@ def tune(
 ) -> TuneResult:
     """Find, per format, the fastest artifact of ``checkpoint`` that passes every check of ``policy``.
 
-    1. **Sensitivity** (:mod:`optim.tune.sensitivity`) per format, with its plain static INT8
+    1. **Sensitivity** (:mod:`optim.tuning.sensitivity`) per format, with its plain static INT8
        scheme: every quantizable layer (or top-level block when there are more than
        ``max_units``) quantized alone and kept in float alone; KL on a held-out slice
        (``holdout_fraction``) of the ``calib_size`` calibration images from ``calib``, top-1,
        tail-class top-1 and per-class deltas on the ``golden`` set; ranked tail-weighted
        (``tail_weight``, 0 = top-1 only). ``analyze_only`` stops here.
-    2. **Search** (:mod:`optim.tune.search`): format × scheme (the registry's schemes) × the
+    2. **Search** (:mod:`optim.tuning.search`): format × scheme (the registry's schemes) × the
        ``k`` most sensitive units in float (``fallback_ks``) × (with ``train``: a split in the
        golden-set format) pruning ratio (``prune_ratios``, with ``prune_epochs`` of distilled
        recovery fine-tuning, :func:`optim.optimize.prune_pipeline.prune_checkpoint`). Each
@@ -145,8 +145,8 @@ def tune(
     from optim.gate.policy import Policy, find_policy
     from optim.optimize.calibration import load_calibration_set
     from optim.runtimes.registry import get_format
-    from optim.tune import build as B
-    from optim.tune.report import write_reports
+    from optim.tuning import build as B
+    from optim.tuning.report import write_reports
 
     say = progress or (lambda _m: None)
     t_start = time.monotonic()
@@ -177,8 +177,8 @@ def tune(
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. sensitivity, per format (cached in OUT/sensitivity.json for a resumed run)
-    from optim.tune.report import load_sensitivity_cache, save_sensitivity_cache
-    from optim.tune.sensitivity import measure_sensitivity
+    from optim.tuning.report import load_sensitivity_cache, save_sensitivity_cache
+    from optim.tuning.sensitivity import measure_sensitivity
 
     fingerprint = {"checkpoint_sha256": loaded.sha256, "calib_sha256": calib_set.sha256, "holdout": int(len(holdout)),
                    "golden": str(golden.resolve()), "unit": sensitivity_unit, "max_units": max_units,
@@ -293,7 +293,7 @@ def tune(
     stats |= {"sampler": how, "candidates": len(cands), "journal": str(out / S.JOURNAL)}
 
     # 3. choice per format, verified with reports
-    from optim.tune.report import assemble
+    from optim.tuning.report import assemble
 
     chosen = choose_and_verify(records, fmt_schemes, out=out, golden=golden, device=device, policy=policy,
                                reference=loaded.path, threads=threads, runs=runs, warmup=warmup, trials=trials,
@@ -305,7 +305,7 @@ def tune(
 def choose_and_verify(records: list[S.TrialRecord], fmt_schemes: dict[str, Sequence[str]], *, out: Path, golden: Path,
                       device: str, policy, reference: Path, threads, runs: int, warmup: int, trials: int,
                       evaluate_fn, bench_fn, progress: Callable[[str], None], tries: int = 3) -> dict[str, dict[str, Any] | None]:
-    """Per format: the best passing candidate (:func:`optim.tune.search.choose`) verified again
+    """Per format: the best passing candidate (:func:`optim.tuning.search.choose`) verified again
     with reports into ``out/chosen/<format>/``; when that verification fails the next one is
     tried (at most ``tries``). None for a format with no verified candidate."""
     from optim.gate.verify import verify
