@@ -402,3 +402,19 @@ def test_tune_end_to_end_with_onnx(world, tmp_path):
     rep = res.report
     assert rep["baselines"][fmt]["fp32_p95_ms"] is not None and rep["baselines"][fmt]["int8_p95_ms"] is not None
     assert (tmp_path / "tune" / "tune.html").is_file()
+
+
+def test_block_units_go_one_level_deeper_when_the_top_level_is_too_coarse():
+    """torchvision MobileNets/EfficientNets have two top-level modules (features, classifier): a
+    block analysis over those would compare "nearly all float" with "nearly all quantized"."""
+    import torchvision
+
+    from optim.runtimes.layers import quantizable_layers
+    from optim.tuning.sensitivity import group_units
+
+    layers = quantizable_layers(torchvision.models.mobilenet_v3_large(weights=None, num_classes=10).eval())
+    units = group_units(layers, "block")
+    assert "features.1" in units and "features" not in units and 4 <= len(units) <= 30
+    assert sorted(n for v in units.values() for n in v) == sorted(layers)  # every layer in exactly one unit
+    assert group_units(layers, "block", max_units=3) == {"features": tuple(n for n in layers if n.startswith("features.")),
+                                                         "classifier": tuple(n for n in layers if n.startswith("classifier."))}

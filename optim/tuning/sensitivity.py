@@ -48,6 +48,8 @@ DEFAULT_TAIL_WEIGHT = 0.5
 COLLAPSE_DROP_PTS = 10.0
 COLLAPSE_MIN_AGREEMENT = 0.8
 UNIT_KINDS = ("auto", "layer", "block")
+MIN_BLOCKS = 4
+"""Fewest units a block-level analysis should have before it groups one module level deeper."""
 MODES = ("alone", "all_but")
 
 
@@ -56,9 +58,11 @@ def group_units(layers: Sequence[str], unit: str = "auto", max_units: int = DEFA
     """Units of the sensitivity analysis → the qualified layer names each stands for.
 
     ``unit``: ``"layer"`` (one unit per layer), ``"block"`` (layers grouped by their top-level
-    module: ``layer1.0.conv1`` → ``layer1``) or ``"auto"`` (layers when there are at most
-    ``max_units``, else blocks). Order follows ``layers``. Raises :class:`InputError` for an
-    unknown ``unit`` or no layers.
+    module: ``layer1.0.conv1`` → ``layer1``; where that gives fewer than :data:`MIN_BLOCKS` units,
+    as torchvision's MobileNets and EfficientNets do (``features``, ``classifier``), one level
+    deeper — ``features.3.block.0.0`` → ``features.3`` — as long as that stays within
+    ``max_units``) or ``"auto"`` (layers when there are at most ``max_units``, else blocks).
+    Order follows ``layers``. Raises :class:`InputError` for an unknown ``unit`` or no layers.
     """
     if unit not in UNIT_KINDS:
         raise InputError(f"unknown sensitivity unit {unit!r}; choose from {', '.join(UNIT_KINDS)}")
@@ -67,10 +71,20 @@ def group_units(layers: Sequence[str], unit: str = "auto", max_units: int = DEFA
         raise InputError("the model has no quantizable layer; nothing to analyse")
     if unit == "layer" or (unit == "auto" and len(layers) <= max_units):
         return {name: (name,) for name in layers}
-    out: dict[str, list[str]] = {}
-    for name in layers:
-        out.setdefault(name.split(".", 1)[0], []).append(name)
-    return {k: tuple(v) for k, v in out.items()}
+
+    def by_depth(d: int) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {}
+        for name in layers:
+            out.setdefault(".".join(name.split(".")[:d]), []).append(name)
+        return {k: tuple(v) for k, v in out.items()}
+
+    units, depth = by_depth(1), 1
+    while len(units) < MIN_BLOCKS and depth < max(n.count(".") for n in layers) + 1:
+        deeper = by_depth(depth + 1)
+        if len(deeper) > max_units:
+            break
+        units, depth = deeper, depth + 1
+    return units
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
