@@ -15,7 +15,9 @@ Public API (imported lazily, so ``import optim`` stays cheap):
 * :func:`optim.bench` — p50/p95/p99 latency and memory on the host or an Android phone.
 * :func:`optim.verify` — the release gate (size, accuracy vs FP32, p95 per device → verdicts, reports);
 * :func:`optim.compare` — a leaderboard of candidates, each against its own FP32 reference, with a recommendation;
-* :func:`optim.publish` — an artifact that passed verify → an atomic, content-addressed release.
+* :func:`optim.publish` — an artifact that passed verify → an atomic, content-addressed release;
+* :func:`optim.tune` — per-layer sensitivity, a seeded search (format × scheme × float fallback ×
+  pruning) judged by verify's checks, the Pareto front and a verified artifact per format.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ _API = {
     "DistillConfig": "optim.optimize.distillation",
     "distillation_loss": "optim.optimize.distillation",
     "quantize_qat": "optim.optimize.qat",
+    "tune": "optim.tune.api",
+    "TuneResult": "optim.tune.api",
 }
 
 __all__ = sorted(_API)
