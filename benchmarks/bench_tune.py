@@ -95,6 +95,13 @@ def to_markdown(report: dict) -> str:
     lines = [
         "## optim tune vs FP32 and plain INT8 (issue 13)",
         "",
+        "<!-- README section draft: the integrator moves this header and table into README.md -->",
+        "`optim tune` searches format × scheme × float-fallback layers (× pruning) for the fastest artifact that passes the "
+        "policy, so its choice should never be slower than the runtime's own FP32 or plain INT8 export. This table checks "
+        "that claim side by side: for each model × host runtime, the chosen artifact, a fresh FP32 and a fresh plain INT8 "
+        "export are timed in one process, interleaved. Reproduce the 12 cells with `python benchmarks/bench_tune.py` "
+        "(quick: `--models mobilenet_v3_large --formats onnx --quick`).",
+        "",
         f"`benchmarks/bench_tune.py` on {report['host']['platform']}, {report['host']['cpus']} CPUs; torchvision models with "
         f"random weights at {s['hw']}×{s['hw']}, {s['classes']} classes; policy: top-1 agreement with FP32 ≥ {s['min_agreement']}, "
         f"top-1 drop ≤ {s['max_top1_drop']} pts on a golden set of {10 * s['golden_per_class']} real MNIST digits, size ≤ FP32 size, "
