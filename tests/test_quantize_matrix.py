@@ -43,6 +43,7 @@ def test_architecture_matrix(arch, calib224, tmp_path):
     import torchvision
 
     import optim
+    from optim.optimize.ptq import STATUS_COLLAPSED
     from optim.model_card import Head, InputSpec, ModelCard, Preprocessing, card_path_for
 
     torch.manual_seed(0)
@@ -56,9 +57,15 @@ def test_architecture_matrix(arch, calib224, tmp_path):
     unexpected, fixed = [], []
     for r in res.results:
         key = (arch, r.format, r.scheme)
-        if r.ok and key in KNOWN_BROKEN:
+        # Random weights give near-uniform logits, so INT8's top-1 agreement with FP32 on 8 digits says nothing
+        # about the export: a "collapsed" verdict is expected here (seen on mobilenet_v2 in all three formats) and
+        # counts as exported-and-ran, provided the artifact was written and its agreement measured. The collapse
+        # flag itself is tested on a model that collapses deterministically (tests/test_mixed_precision.py).
+        ran = r.ok or (r.status == STATUS_COLLAPSED and r.scheme != "fp32" and r.artifact_dir is not None
+                       and r.check is not None and r.check.get("top1_agreement") is not None)
+        if ran and key in KNOWN_BROKEN:
             fixed.append(f"{key} now passes; remove it from KNOWN_BROKEN and the README")
-        elif not r.ok and key not in KNOWN_BROKEN:
+        elif not ran and key not in KNOWN_BROKEN:
             unexpected.append(f"{key}: {r.status}: {r.error}")
         if r.ok and r.scheme == "fp32":
             assert r.check["max_abs_error"] <= 1e-4
