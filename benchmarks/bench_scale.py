@@ -208,6 +208,70 @@ def results_logits(folder: str) -> np.ndarray:
     return out
 
 
+def decode_compare(golden: Path, card_path: Path, k: int, out: Path, tag: str) -> None:
+    """Per-image milliseconds, side by side on ``k`` golden PNGs: PIL decode; preprocessing by the
+    torchvision reference pipeline (convert RGB → resize → float → normalise) vs
+    :func:`optim.preprocessing.preprocess_pil` (uint8 resize + lookup table); and whether every
+    float32 bit agrees. Writes ``bench_scale<tag>.json`` / ``.md``."""
+    import io
+
+    import torch
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from optim.model_card import ModelCard
+    from optim.preprocessing import _interp, preprocess_pil
+
+    prep = ModelCard.load(card_path).preprocessing
+
+    def reference(image):
+        t = F.pil_to_tensor(image.convert("RGB"))
+        if prep.resize is not None:
+            t = F.resize(t, [prep.resize] if isinstance(prep.resize, int) else list(prep.resize),
+                         interpolation=_interp(prep.interpolation), antialias=True)
+        if prep.center_crop is not None:
+            t = F.center_crop(t, [prep.center_crop] * 2 if isinstance(prep.center_crop, int) else list(prep.center_crop))
+        x = t.to(torch.float32) * (prep.value_range / 255.0)
+        if prep.channel_order == "BGR":
+            x = x[[2, 1, 0]]
+        return F.normalize(x, mean=list(prep.mean), std=list(prep.std)).numpy()
+
+    datas = [f.read_bytes() for f in sorted(golden.rglob("*.png"))[:k]]
+    la = load()
+    t = time.perf_counter()
+    ims = [Image.open(io.BytesIO(d)) for d in datas]
+    for im in ims:
+        im.load()
+    dec = (time.perf_counter() - t) / len(ims) * 1e3
+    buf = np.empty((len(ims), 3, *prep_hw(ims[0], preprocess_pil, prep)), np.float32)
+    preprocess_pil(ims[0], prep, out=buf[0])  # lookup table built outside the timing
+    rows = []
+    for _ in range(3):  # interleaved repetitions
+        t = time.perf_counter()
+        a = [reference(im) for im in ims]
+        ref_ms = (time.perf_counter() - t) / len(ims) * 1e3
+        t = time.perf_counter()
+        for i, im in enumerate(ims):
+            preprocess_pil(im, prep, out=buf[i])
+        fast_ms = (time.perf_counter() - t) / len(ims) * 1e3
+        same = all(np.array_equal(x.view(np.uint32), buf[i].view(np.uint32)) for i, x in enumerate(a))
+        rows.append({"reference_ms": round(ref_ms, 2), "fast_ms": round(fast_ms, 2), "bit_identical": same})
+    res = {"benchmark": "bench_scale decode", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "images": len(ims),
+           "decode_ms": round(dec, 2), "repetitions": rows, "load_avg_1m_start": la, "load_avg_1m_end": load()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench_scale{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
+    md = [f"# bench_scale decode ({res['date_utc']})", "",
+          f"{len(ims)} golden PNGs, 224×224, per image: PIL decode {res['decode_ms']} ms; preprocessing, 3 interleaved repetitions "
+          f"(load {la} → {res['load_avg_1m_end']}):", "", "| reference (torchvision float pipeline) ms | fast (uint8 + lookup table) ms | bit-identical |",
+          "|---|---|---|", *[f"| {r['reference_ms']} | {r['fast_ms']} | {'yes' if r['bit_identical'] else '**NO**'} |" for r in rows]]
+    (out / f"bench_scale{tag}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+def prep_hw(image, fn, prep) -> tuple[int, int]:
+    return tuple(fn(image, prep).shape[1:])
+
+
 def consolidate(parts: list[Path], out: Path) -> None:
     """Merge several tagged runs (``bench_scale_<tag>.json`` + ``.md``) into ``bench_scale.json`` / ``.md``."""
     docs = [json.loads(p.read_text()) for p in parts]
@@ -220,6 +284,10 @@ def consolidate(parts: list[Path], out: Path) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--decode-only"]:  # python bench_scale.py --decode-only GOLDEN CARD.toml OUT_DIR [K]
+        sys.path.insert(0, str(REPO))
+        decode_compare(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[5]) if len(sys.argv) > 5 else 200, Path(sys.argv[4]), "_decode")
+        return
     if sys.argv[1:2] == ["--consolidate"]:  # python bench_scale.py --consolidate OUT_DIR A.json B.json ...
         consolidate([Path(a) for a in sys.argv[3:]], Path(sys.argv[2]))
         return
@@ -299,7 +367,7 @@ def main() -> None:
               f"Threads per runtime: single process {args.threads}, each of 2 workers {max(1, args.threads // 2)}. "
               f"Bit-identical per-sample logits vs the {identity_base} run: "
               + ", ".join(f"{k}: {'yes' if v else '**NO**'}" for k, v in identity.items())
-              + ("" if ray else " (ray engine not installed in this tree: not run)") + "."]
+              + ("" if ray else " (ray engine not run)") + "."]
     (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
