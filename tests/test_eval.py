@@ -292,7 +292,8 @@ def test_cli_eval_and_golden_commands(resnet18_ckpt, digits_golden, tmp_path):
     assert r.exit_code == 0, r.output
     assert "top-1" in r.output and "tail-class top-1" in r.output and "+0.0 [+0.0, +0.0]" in r.output
     assert (tmp_path / "o" / "eval.json").is_file() and (tmp_path / "o" / "predictions.parquet").is_file()
-    r = runner.invoke(cli, ["eval", str(resnet18_ckpt), "--golden", str(digits_golden), "--json", "--no-cache"])
+    r = runner.invoke(cli, ["eval", str(resnet18_ckpt), "--golden", str(digits_golden), "--json", "--no-cache",
+                            "--cache-dir", str(tmp_path / "c2")])  # per-sample results under tmp_path: nothing resumed from ~/.cache
     assert r.exit_code == 0 and json.loads(r.output)["heads"]["class"]["delta"] is None
     r = runner.invoke(cli, ["eval", str(resnet18_ckpt), "--golden", str(digits_golden), "--threshold", "oops"])
     assert r.exit_code == 2 and "TAG=PROBABILITY" in r.output

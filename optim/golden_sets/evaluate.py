@@ -255,12 +255,11 @@ def decode_rows(gs: GoldenSet, card: ModelCard, digests: Mapping[str, str], rows
             im = decode_image(data, str(gs.root / rel))
         except InputError as e:
             raise InputError(f"{where}: {e}") from None
-        x = preprocess_pil(im, card.preprocessing)
+        x = preprocess_pil(im, card.preprocessing, out=out[k])  # written in place when it has the card's shape
         if x.shape != chw:
             raise InputError(f"{where}: image {rel} preprocesses to "
                              f"{'×'.join(map(str, x.shape))} but the model card expects {'×'.join(map(str, chw))}; "
                              "set preprocessing.resize/center_crop in the card")
-        out[k] = x
         if on_image:
             on_image(i)
     return out

@@ -221,7 +221,8 @@ def decode_image(data: bytes, name: str):
             if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
                 raise ValueError(f"size {w}×{h} is outside 1 … {MAX_IMAGE_PIXELS} pixels")
             im.load()
-            im.convert("RGB")  # every consumer converts to RGB; a mode that cannot is undecodable
+            if im.mode not in ("L", "RGB"):  # these always convert
+                im.convert("RGB")  # every consumer converts to RGB; a mode that cannot is undecodable
     except MemoryError:
         raise InputError(f"image {name} cannot be decoded (out of memory)") from None
     except UnidentifiedImageError:
