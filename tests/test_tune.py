@@ -327,6 +327,9 @@ def test_the_time_budget_stops_the_search(analysed, world, tmp_path):
     res = _tune(world, _seeded(analysed, tmp_path / "tune"), bench_fn=fake_bench(sleep_s=1.2), time_budget=1)
     s = res.report["search"]
     assert s["stopped_by"] == "time budget" and s["trials_run"] < s["candidates"]
+    # the baselines are measured even past the budget: every choice and note is judged against them
+    base = res.report["baselines"][FMT]
+    assert base["fp32_p95_ms"] is not None and base["int8_p95_ms"] is not None and s["trials_run"] >= 2
 
 
 def test_no_passing_candidate_exits_1_and_says_why(analysed, world, tmp_path):

@@ -76,7 +76,13 @@ def command(workdir: str, retrain: bool, epochs: int, seed: int, release: bool, 
         s.console.print(f"\noptim tune: {rep['verdict'].upper()} — report with the Pareto plot: {tuned.paths['html']}", markup=False)
         for fmt, c in rep["chosen"].items():
             s.console.print(f"  {fmt}: " + (f"{c['candidate']['label']}, p95 {c['p95_ms']:.2f} ms, {c['size_mb']:.2f} MB "
-                                           f"(FP32 p95 {c['fp32_p95_ms']} ms)" if c else "no candidate passed"), markup=False)
+                                           f"(FP32 p95 {_ms(c.get('fp32_p95_ms'))}, plain INT8 p95 {_ms(c.get('int8_p95_ms'))})"
+                                           if c else "no candidate passed"), markup=False)
         for n in rep.get("notes") or []:
             s.console.print(f"  {n}", markup=False)
     click.get_current_context().exit(rel.verify_report["exit_code"])
+
+
+def _ms(v) -> str:
+    """A p95 in ms with two decimals, or "not measured"."""
+    return "not measured" if v is None else f"{v:.2f} ms"

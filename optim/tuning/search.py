@@ -287,8 +287,9 @@ def run_search(
     max_trials: int, timeout_s: float | None, progress: Callable[[str], None] | None = None,
 ) -> tuple[list[TrialRecord], dict[str, Any]]:
     """Run the study until ``max_trials`` trials are complete (counting a resumed run's), the
-    grid is exhausted, or ``timeout_s`` passed (checked between trials). Baselines (the first
-    candidates :func:`baselines` returns) are enqueued first. ``evaluate(candidate, trial_number)``
+    grid is exhausted, or ``timeout_s`` passed (checked between trials). Baselines (the
+    candidates :func:`baselines` returns: FP32 and plain INT8 per format) are enqueued first and
+    always measured, even past ``timeout_s``. ``evaluate(candidate, trial_number)``
     measures one candidate; a candidate measured before (the sampler may propose it again) is
     not measured twice. When every candidate fits in ``max_trials`` all are enqueued in order
     (an exhaustive sweep). Returns (every record, stats: trials run now, resumed, stopped_by)."""
@@ -302,7 +303,8 @@ def run_search(
     if resumed:
         say(f"resuming: {resumed} candidate(s) already measured in this study")
     base = baselines({c.format: [x.scheme for x in candidates if x.format == c.format] for c in candidates})
-    queue = list(candidates) if exhaustive else base
+    base_keys = {c.key for c in base}
+    queue = base + [c for c in candidates if c.key not in base_keys] if exhaustive else base
     waiting = {t.system_attrs.get("fixed_params", {}).get("candidate")
                for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
     for c in queue:
@@ -330,11 +332,21 @@ def run_search(
         return objective_values(rec)
 
     stopped_by = "trials"
+    # The baselines (FP32 and plain INT8 per format) are always measured, whatever the time budget:
+    # every choice and every "INT8 is slower than FP32" note is judged against them.
+    n_base = min(left, sum(1 for k in base_keys if k not in done))
+    if n_base > 0:
+        study.optimize(objective, n_trials=n_base, timeout=None, catch=())
+        left -= n_base
     if left > 0:
-        study.optimize(objective, n_trials=left, timeout=timeout_s, catch=())
+        remaining = None if timeout_s is None else timeout_s - (time.monotonic() - t0)
+        if remaining is not None and remaining <= 0:
+            stopped_by = "time budget"
+        else:
+            study.optimize(objective, n_trials=left, timeout=remaining, catch=())
         elapsed = time.monotonic() - t0
         n_now = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        if timeout_s is not None and elapsed >= timeout_s and n_now < max_trials:
+        if timeout_s is not None and elapsed >= timeout_s and n_now < max_trials and len(done) < len(keys):
             stopped_by = "time budget"
         elif len(done) >= len(keys):
             stopped_by = "space exhausted"
