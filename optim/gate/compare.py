@@ -58,7 +58,7 @@ from optim.files import sha256_file
 from optim.gate import checks as C
 from optim.gate.measurement import ArtifactMeasurement
 from optim.gate.verify import bench_step, evaluate_step, gate_bench, gate_evaluate
-from optim.gate.policy import Policy, ResolvedBudget, find_policy
+from optim.gate.policy import Policy, ResolvedBudget, require_policy
 
 REPORT_SCHEMA_VERSION = 1
 #: metrics the recommendation and the Pareto plot may rank on (a key of ``heads[h].metrics``)
@@ -498,12 +498,7 @@ def compare(
     if not candidates:
         raise InputError("compare needs at least one candidate (a checkpoint file or an artifact directory; "
                          "NAME=PATH names it)")
-    if not isinstance(policy, Policy):
-        policy_obj = find_policy(policy)
-        if policy_obj is None:
-            raise InputError("no policy: pass --policy FILE or put an optim.toml in the current directory "
-                             "(the verdicts and the recommendation are judged under it)")
-        policy = policy_obj
+    policy = require_policy(policy, "the verdicts and the recommendation are judged under it")
     golden = Path(golden)
     if not golden.is_dir():
         raise InputError(f"golden set {golden} is not a directory")

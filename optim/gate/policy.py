@@ -432,3 +432,17 @@ def find_policy(path: str | Path | None, search_dir: str | Path = ".") -> Policy
         return Policy.load(path)
     candidate = Path(search_dir) / DEFAULT_POLICY_NAME
     return Policy.load(candidate) if candidate.is_file() else None
+
+
+def require_policy(policy: "Policy | str | Path | None", why: str) -> "Policy":
+    """``policy`` as a :class:`Policy`: passed through, loaded from its path, or ``./optim.toml``.
+
+    ``why`` says in the error what the policy is for. Raises :class:`InputError` (exit 2) when
+    none is given and there is no ``optim.toml`` (a gate without budgets would pass anything),
+    and whatever :meth:`Policy.load` raises for a bad file."""
+    if isinstance(policy, Policy):
+        return policy
+    found = find_policy(policy)
+    if found is None:
+        raise InputError(f"no policy: pass --policy FILE or put an optim.toml in the current directory ({why})")
+    return found

@@ -20,7 +20,7 @@ from optim.errors import InputError, OptimError
 from optim.files import sha256_file
 from optim.gate import checks as C
 from optim.gate.measurement import ArtifactMeasurement
-from optim.gate.policy import Policy, ResolvedBudget, find_policy
+from optim.gate.policy import Policy, ResolvedBudget, require_policy
 
 REPORT_SCHEMA_VERSION = 1
 #: libraries every run uses; each format adds its own (FormatSpec.libraries, .qat_libraries)
@@ -308,12 +308,7 @@ def _validate_inputs(artifacts, golden, devices, policy, sign_key, real_devices:
         resolve_devices(devices)  # a device that cannot be reached now fails alone, later, in its bench
     if not artifacts:
         raise InputError("verify needs at least one artifact directory")
-    if not isinstance(policy, Policy):
-        policy_obj = find_policy(policy)
-        if policy_obj is None:
-            raise InputError("no policy: pass --policy FILE or put an optim.toml in the current directory "
-                             "(a gate without budgets would pass anything)")
-        policy = policy_obj
+    policy = require_policy(policy, "a gate without budgets would pass anything")
     if sign_key is not None:
         from optim.gate.attestation import load_signer
 

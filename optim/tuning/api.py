@@ -142,7 +142,7 @@ def tune(
     :class:`optim.errors.ToolError` (exit 3) when a tool breaks outside a trial.
     """
     from optim.checkpoint import load_checkpoint
-    from optim.gate.policy import Policy, find_policy
+    from optim.gate.policy import require_policy
     from optim.optimize.calibration import load_calibration_set
     from optim.runtimes.registry import get_format
     from optim.tuning import build as B
@@ -160,12 +160,7 @@ def tune(
     if Path(calib).resolve() == golden.resolve():
         raise InputError(f"--calib {calib} is the golden set: tune would calibrate (and measure KL) on the images that "
                          "judge the result; pass a training or calibration split")
-    if not isinstance(policy, Policy):
-        pol = find_policy(policy)
-        if pol is None:
-            raise InputError("no policy: pass --policy FILE or put an optim.toml in the current directory "
-                             "(tune searches for artifacts that pass it)")
-        policy = pol
+    policy = require_policy(policy, "tune searches for artifacts that pass it")
     fmt_schemes = _resolve_formats(formats)
     loaded = load_checkpoint(checkpoint)
     card = loaded.card
