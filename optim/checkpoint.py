@@ -42,6 +42,7 @@ import inspect
 import io
 import json
 import os
+import pickle
 import pickletools
 import re
 import sys
@@ -497,9 +498,30 @@ def _force_weights_only(enabled: bool) -> Iterator[None]:
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 
 
+class _Discard:
+    """A text sink for :func:`pickletools.dis`, whose listing is not wanted, only its checks."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 def pickle_globals(stream) -> set[str] | None:
-    """The Python globals (``module.name``) a pickle stream imports, read with
-    :mod:`pickletools` without unpickling anything; ``None`` if it is not a valid pickle."""
+    """The Python globals (``module.name``) one pickle in a seekable binary stream imports,
+    read with :mod:`pickletools` without unpickling anything; the stream is left just after
+    that pickle's STOP.
+
+    Returns:
+        The set of globals (empty for a pickle of plain data), or ``None`` if the stream is
+        not a valid pickle: an unknown opcode, no STOP, or a stack or memo that
+        :func:`pickletools.dis` finds inconsistent (random bytes often decode as opcodes up
+        to a STOP byte, but almost never with a consistent stack).
+    """
+    start = stream.tell()
+    try:
+        pickletools.dis(stream, out=_Discard())
+    except Exception:
+        return None
+    stream.seek(start)
     found: set[str] = set()
     strings: list[str] = []
     memo: dict[int, str] = {}
@@ -551,9 +573,20 @@ def _refused_globals(path: Path, is_zip: bool) -> list[str] | None:
         except Exception:
             return None
     with open(path, "rb") as f:
-        found = pickle_globals(f)
-    if found is None:
-        return None
+        head = f.read(64)
+        # torch.save's legacy (non-zip) layout is four pickles in a row (magic number,
+        # protocol version, system info, the object), then raw storages; it begins with
+        # the pickled magic number, in whatever protocol the caller chose.
+        legacy = any(head.startswith(pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=p)) for p in range(2, 6))
+        f.seek(0)
+        found: set[str] = set()
+        for _ in range(4 if legacy else 1):
+            part = pickle_globals(f)
+            if part is None:
+                return None
+            found |= part
+    if not found and not legacy:
+        return None  # a pickle that names no global holds no tensor: not a checkpoint
     return sorted(g for g in found if not g.startswith(_HARMLESS_GLOBALS))
 
 
@@ -577,7 +610,8 @@ def _torch_load(path: Path, trust_pickle: bool, is_zip: bool) -> Any:
     if refused is None:
         if is_zip:
             raise InputError(f"{path} is a zip archive but not a readable PyTorch checkpoint ({why}); re-export or re-download it")
-        raise InputError(f"{path} is not a PyTorch checkpoint (neither a torch.save archive nor a pickle; {why}); check the path")
+        raise InputError(f"{path} is not a PyTorch checkpoint (neither a torch.save archive nor a pickle of tensors; "
+                         f"{why}); check the path")
     if not trust_pickle:
         if refused:
             raise UnsafeCheckpointError(

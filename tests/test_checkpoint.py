@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import sys
 
 import pytest
@@ -296,10 +297,20 @@ def test_flipped_bytes_in_a_pt2_fail_the_crc(tmp_path):
         load_checkpoint(bad, input_shape=(1, 3, 32, 32))
 
 
+# Random bytes that begin with a valid pickle of plain data (None, [], {}, an extension
+# code), found by drawing 200,000 noise files: each once made the loader say "a pickle that
+# torch's restricted loader cannot read" (a CI run drew one).
+_NOISE_THAT_LOOKS_LIKE_A_PICKLE = [b"N.\xd1\x9e\x15\x97", b"\x82q.'\xea\xd2", b"].:\xb4+B", b"}.\xfb@a\x05",
+                                   b"\x8f.\x0e|\xc7E", b"(.N\x03\x83%"]
+
+
 def test_garbage_is_not_a_checkpoint_and_gets_no_trust_advice(tmp_path):
-    for i in range(20):  # random bytes of many seeds: never the --trust-pickle advice
+    rng = random.Random(0)
+    samples = [head + rng.randbytes(4096) for head in _NOISE_THAT_LOOKS_LIKE_A_PICKLE]
+    samples += [random.Random(seed).randbytes(4096) for seed in range(300)]
+    for i, data in enumerate(samples):  # never the --trust-pickle advice, never "a pickle"
         path = tmp_path / f"noise{i}.pt"
-        path.write_bytes(os.urandom(4096))
+        path.write_bytes(data)
         with pytest.raises(InputError) as err:
             load_checkpoint(path, arch="torchvision:resnet18")
         assert "not a PyTorch checkpoint" in str(err.value) and "--trust-pickle" not in str(err.value), str(err.value)
@@ -325,6 +336,16 @@ def test_unsafe_pickle_names_the_refused_global(tmp_path, writer):
     assert not marker.exists()
 
 
+def test_legacy_torch_save_names_the_refused_global_of_its_object_pickle(tmp_path):
+    # the legacy (non-zip) layout starts with three harmless pickles; the global is in the fourth
+    marker = tmp_path / "PWNED"
+    path = tmp_path / "legacy.pt"
+    torch.save({"state_dict": _FileCreatingPayload(marker)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeCheckpointError, match=r"(posix|os)\.system.*--trust-pickle"):
+        load_checkpoint(path, arch="torchvision:resnet18")
+    assert not marker.exists()
+
+
 def test_pickle_globals_reads_without_unpickling(tmp_path):
     import io as _io
 
@@ -332,6 +353,10 @@ def test_pickle_globals_reads_without_unpickling(tmp_path):
     assert pickle_globals(_io.BytesIO(data)) == {f"{os.system.__module__}.system"}
     assert pickle_globals(_io.BytesIO(pickle.dumps({"a": 1}, protocol=2))) == set()
     assert pickle_globals(_io.BytesIO(b"\x80\x04garbage")) is None
+    assert pickle_globals(_io.BytesIO(b"0.")) is None  # opcodes up to a STOP, but POP on an empty stack
+    assert pickle_globals(_io.BytesIO(b")).")) is None  # two objects left under the STOP
+    stream = _io.BytesIO(pickle.dumps(1, protocol=2) + pickle.dumps([], protocol=2))
+    assert pickle_globals(stream) == set() and pickle_globals(stream) == set()  # left after each STOP
     assert not (tmp_path / "x").exists()
 
 
