@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from optim.errors import InputError
-from optim.golden_sets.golden_set import GoldenSet, VerifyResult, decode_image, read_member
+from optim.golden_sets.decode import decode_rows
+from optim.golden_sets.golden_set import GoldenSet, VerifyResult
 from optim.golden_sets.head_report import multiclass_head_report, multilabel_head_report
 from optim.golden_sets.metrics import thresholds_for, topk_set
 from optim.golden_sets.report import EvalReport
@@ -228,41 +229,6 @@ class TensorMemo:
 
 PROCESS_TENSORS = TensorMemo()
 """The process-wide :class:`TensorMemo` the release gate shares across the artifacts of a run."""
-
-
-def decode_rows(gs: GoldenSet, card: ModelCard, digests: Mapping[str, str], rows, on_image: Callable[[int], None] | None = None) -> np.ndarray:
-    """Preprocess the images of manifest ``rows`` → float32 len(rows)×C×H×W.
-
-    Each image is read without following links and decoded only if its bytes' sha256 equals
-    ``digests[path]`` (the digests the golden content hash was computed from). Raises
-    :class:`InputError` naming the row for a missing, changed, undecodable or wrongly sized
-    image."""
-    from optim.preprocessing import preprocess_pil
-
-    chw = tuple(card.input.shape[1:])
-    rows = list(rows)
-    out = np.empty((len(rows), *chw), dtype=np.float32)
-    for k, i in enumerate(rows):
-        rel = gs.paths[i]
-        where = f"golden set {gs.root}: {gs.row_name(i)}"
-        data = read_member(gs.root, rel, "image")
-        if data is None:
-            raise InputError(f"{where}: image {rel} does not exist")
-        if hashlib.sha256(data).hexdigest() != digests.get(rel):
-            raise InputError(f"{where}: image {rel} changed while it was being evaluated (its sha256 differs from the one hashed "
-                             "moments before); make sure nothing writes the golden set and run again")
-        try:
-            im = decode_image(data, str(gs.root / rel))
-        except InputError as e:
-            raise InputError(f"{where}: {e}") from None
-        x = preprocess_pil(im, card.preprocessing, out=out[k])  # written in place when it has the card's shape
-        if x.shape != chw:
-            raise InputError(f"{where}: image {rel} preprocesses to "
-                             f"{'×'.join(map(str, x.shape))} but the model card expects {'×'.join(map(str, chw))}; "
-                             "set preprocessing.resize/center_crop in the card")
-        if on_image:
-            on_image(i)
-    return out
 
 
 def _read_regular(path: Path, limit: int) -> bytes | None:

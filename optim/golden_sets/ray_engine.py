@@ -1,6 +1,6 @@
 """``--engine ray``: the golden-set prediction pass on Ray Data, for a cluster (or one big machine).
 
-The same work as the single-process path (``evaluate.decode_rows`` then ``evaluate.predict_all``),
+The same work as the single-process path (``decode.decode_rows`` then ``evaluate.predict_all``),
 spread over a pool of Ray actors:
 
 ``ray.data.from_items`` — one item per prediction batch: the row indices ``[k·B, (k+1)·B)`` of the
@@ -9,7 +9,7 @@ golden set (B = ``batch_size``), their image paths and the sha256 each image mus
 pool (``compute=ray.data.ActorPoolStrategy(size=workers)``, ``num_cpus=threads`` per actor).
 Each actor opens the artifact or checkpoint once (:func:`optim.runtimes.open_runtime`, ``threads``
 CPU threads); each call reads the images, checks every image's bytes against its sha256, decodes
-and preprocesses them (:func:`decode_batch`, the same building blocks as ``decode_rows``) and
+and preprocesses them (:func:`decode_batch`: ``decode_rows`` after a path check) and
 predicts the batch with one ``Runtime.predict`` call, as ``predict_all`` does. The driver
 puts the logits back by row index (Ray Data does not keep order) and checks that every row came
 back exactly once.
@@ -126,43 +126,19 @@ def assemble(parts: Iterable[Mapping[str, np.ndarray]], n: int, card: ModelCard)
 def decode_batch(gs: GoldenSet, card: ModelCard, rows: list[int], paths: list[str], sha256: list[str]) -> np.ndarray:
     """Images of manifest ``rows`` → float32 len(rows)×C×H×W, preprocessed per ``card``.
 
-    The same steps as the single-process path (``evaluate.decode_rows``), from the same building
-    blocks: :func:`~optim.golden_sets.golden_set.read_member` (no links followed),
-    the bytes' sha256 compared with ``sha256[k]``, :func:`~optim.golden_sets.golden_set.decode_image`,
-    :func:`optim.preprocessing.preprocess_pil`. (``evaluate`` imports this module lazily, so this
-    module cannot import ``evaluate``: that would be an import cycle.)
+    The single-process path's own step, :func:`optim.golden_sets.decode.decode_rows`, with each
+    image's sha256 taken from ``sha256[k]``, after checking that ``paths[k]`` is row ``rows[k]``'s image.
 
     Raises :class:`InputError` naming the row and the image for a path that is not the row's, an
     image that is missing, whose bytes do not match its sha256, undecodable, or that preprocesses
     to another size than the card's input."""
-    import hashlib
+    from optim.golden_sets.decode import decode_rows
 
-    from optim.golden_sets.golden_set import decode_image, read_member
-    from optim.preprocessing import preprocess_pil
-
-    chw = tuple(card.input.shape[1:])
-    out = np.empty((len(rows), *chw), dtype=np.float32)
-    for k, (i, rel, want) in enumerate(zip(rows, paths, sha256)):
-        where = f"golden set {gs.root}: {gs.row_name(i)}"
+    for i, rel in zip(rows, paths):
         if gs.paths[i] != rel:
-            raise InputError(f"{where}: the Ray engine was sent image {rel} for this row, whose image is {gs.paths[i]}")
-        data = read_member(gs.root, rel, "image")
-        if data is None:
-            raise InputError(f"{where}: image {rel} does not exist")
-        if hashlib.sha256(data).hexdigest() != want:
-            raise InputError(f"{where}: image {rel} does not match the golden set (its sha256 differs from the one hashed "
-                             "when the evaluation started); make sure nothing writes the golden set, verify it "
-                             "(`optim golden verify`) and run again")
-        try:
-            im = decode_image(data, str(gs.root / rel))
-        except InputError as e:
-            raise InputError(f"{where}: {e}") from None
-        x = preprocess_pil(im, card.preprocessing)
-        if x.shape != chw:
-            raise InputError(f"{where}: image {rel} preprocesses to {'×'.join(map(str, x.shape))} but the model card expects "
-                             f"{'×'.join(map(str, chw))}; set preprocessing.resize/center_crop in the card")
-        out[k] = x
-    return out
+            raise InputError(f"golden set {gs.root}: {gs.row_name(i)}: the Ray engine was sent image {rel} for this row, "
+                             f"whose image is {gs.paths[i]}")
+    return decode_rows(gs, card, dict(zip(paths, sha256)), rows)
 
 
 # ---- the actor ----------------------------------------------------------------------------

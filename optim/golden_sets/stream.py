@@ -3,7 +3,7 @@
 Used by :func:`optim.golden_sets.evaluate.evaluate`. The golden set is cut into fixed batches
 of ``batch_size`` consecutive manifest rows (:func:`batch_ranges`; the same cuts whatever the
 number of workers). Per batch the images are decoded from bytes whose sha256 matches the
-golden digest (:func:`optim.golden_sets.evaluate.decode_rows`), preprocessed into a float32
+golden digest (:func:`optim.golden_sets.decode.decode_rows`), preprocessed into a float32
 B×C×H×W array, run through the runtime(s) and dropped: only the logits (float32 N×K per head,
 small) are kept. Peak memory is therefore one batch per worker plus the O(N×K) logits,
 independent of N.
