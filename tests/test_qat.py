@@ -11,6 +11,7 @@ from optim.cli.main import cli
 from optim.errors import InputError
 from optim.optimize.distillation import DistillConfig
 from optim.optimize.finetune import FinetuneConfig
+from optim.optimize.ptq import STATUS_COLLAPSED, STATUS_OK
 from optim.optimize.qat import quantize_qat
 from optim.runtimes.artifact import Artifact
 from train_split import write_mnist_split
@@ -25,11 +26,22 @@ def _cfg(**kw):
     return FinetuneConfig(epochs=1, batch_size=16, lr=1e-4, max_steps=2, distill=DistillConfig(0.5, 4.0), **kw)
 
 
+def _exported_and_ran(status: str, check: dict | None, artifact: str | None) -> bool:
+    """The fixture's resnet18 has random weights, so its logits are near-uniform and INT8's top-1
+    agreement with FP32 says nothing about QAT: quantize's collapse flag (agreement significantly
+    below 0.90, exit 1) may fire, and counts here as exported-and-ran when the artifact was written
+    and its agreement measured (as in tests/test_quantize_matrix.py). The flag itself is tested on a
+    model that collapses deterministically (tests/test_mixed_precision.py)."""
+    return status == STATUS_OK or (status == STATUS_COLLAPSED and artifact is not None and check is not None
+                                   and check.get("top1_agreement") is not None)
+
+
 @pytest.mark.slow
 def test_qat_onnx_artifact(resnet18_ckpt, split, tmp_path):
     res = quantize_qat(resnet18_ckpt, train=split, formats="onnx", config=_cfg(), out=tmp_path / "a", progress=False)
-    assert res.exit_code == 0, [r.error for r in res.results]
     (r,) = res.results
+    assert _exported_and_ran(r.status, r.check, r.artifact_dir), (r.status, r.error)
+    assert res.exit_code == (1 if r.status == STATUS_COLLAPSED else 0)
     art = Artifact.load(r.artifact_dir)
     assert art.format == "onnx" and art.scheme == "int8"
     assert art.metadata["recipe"]["method"] == "qat" and art.metadata["recipe"]["training"]["steps"] == 2
@@ -58,8 +70,9 @@ def test_qat_all_formats_cli(resnet18_ckpt, split, tmp_path):
     rep = json.loads(r.stdout)
     by_fmt = {x["format"]: x for x in rep["results"]}
     assert set(by_fmt) == {"onnx", "tflite", "pte"}
-    assert all(x["status"] == "ok" for x in by_fmt.values()), {k: v["error"] for k, v in by_fmt.items()}
-    assert r.exit_code == 0
+    assert all(_exported_and_ran(x["status"], x["check"], x["artifact"]) for x in by_fmt.values()), \
+        {k: (v["status"], v["error"]) for k, v in by_fmt.items()}
+    assert r.exit_code == (1 if any(x["status"] == STATUS_COLLAPSED for x in by_fmt.values()) else 0)
     for x in by_fmt.values():
         assert 0 < x["size_mb"] < 0.4 * 44.7
     assert set(rep["training"]) == {"xnnpack", "litert"}
