@@ -359,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--runs", type=int, default=10, help="single-image calls per artifact per round")
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--no-new-cells-after", default=None, metavar="HH:MM",
+                    help="UTC wall-clock time after which no new cell is started (a running one finishes)")
     ap.add_argument("--redo", action="store_true", help="measure cells already in the JSON again")
     ap.add_argument("--keep", default=None, help="keep the work directory here (checkpoints, tune runs, artifacts)")
     ap.add_argument("--out", default=str(RESULTS / "bench_tune.json"))
@@ -377,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
     kept = [c for c in previous.get("cells", []) if not c.get("error") and "ratios" in c]
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "keep", "redo", "models", "formats")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "keep", "redo", "models", "formats", "no_new_cells_after")}
     report = {
         "schema_version": 2, "what": __doc__.splitlines()[0],
         "host": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
@@ -407,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"== {arch} × {fmt}: already measured in {out_path} (--redo to measure again)", file=sys.stderr)
                     continue
                 report["cells"] = [c for c in report["cells"] if (c["model"], c["format"]) != (arch, fmt)]
+            if args.no_new_cells_after and time.strftime("%H:%M", time.gmtime()) >= args.no_new_cells_after:
+                print(f"== {arch} × {fmt}: not started (past {args.no_new_cells_after} UTC)", file=sys.stderr, flush=True)
+                continue
             if arch not in ckpts:
                 ckpt = tmp / f"{arch}.pt"
                 if not ckpt.is_file():
