@@ -3,7 +3,7 @@
 For torchvision resnet18, mobilenet_v2, mobilenet_v3_large, efficientnet_b0 (random weights,
 ``--classes`` outputs, 1×3×224×224; the models of ``bench_quantize.py``, built by its
 ``make_checkpoint``) × the host runtimes (onnx, tflite, pte), one *cell* per model × runtime,
-cheapest first (resnet18 and mobilenet_v2 on every runtime, then the other two):
+cheapest first (:data:`COST_ORDER`: every model on ONNX, then the LiteRT and ExecuTorch cells, resnet18's last):
 
 1. **tune**: :func:`optim.tune` on ``host`` with a policy that budgets size (the FP32 size, so
    every scheme fits), p95 (``--p95-budget-ms``, generous: the search, not the budget, picks the
@@ -140,12 +140,26 @@ def cell_verdict(verdicts: list[str | None]) -> str | None:
     return INDISTINGUISHABLE
 
 
+#: Cells cheapest first, by what a cell costs on a 2-core host: tune exports the plain INT8 artifact
+#: 2 × (sensitivity units) + 1 times for the sensitivity analysis, then each trial. ResNet-18 has 6
+#: top-level blocks (13 INT8 exports); the MobileNets and EfficientNet have 2 at the block level
+#: within ``--max-units`` 8 (5 exports). ONNX (NNCF) INT8 exports take about a minute; LiteRT and
+#: ExecuTorch INT8 exports of resnet18 and mobilenet_v2 4 to 8 minutes at load 13
+#: (benchmarks/results/quantize.json ``export_seconds``), those of efficientnet_b0 and
+#: mobilenet_v3_large under 2.5 minutes.
+COST_ORDER = (
+    ("resnet18", "onnx"), ("mobilenet_v2", "onnx"), ("efficientnet_b0", "onnx"), ("mobilenet_v3_large", "onnx"),
+    ("efficientnet_b0", "tflite"), ("efficientnet_b0", "pte"), ("mobilenet_v3_large", "pte"), ("mobilenet_v3_large", "tflite"),
+    ("mobilenet_v2", "tflite"), ("mobilenet_v2", "pte"), ("resnet18", "tflite"), ("resnet18", "pte"),
+)
+
+
 def cell_order(models: list[str], formats: list[str]) -> list[tuple[str, str]]:
-    """Cells cheapest first: resnet18 and mobilenet_v2 on every format (formats in the given order),
-    then the other models on every format."""
-    first = [m for m in models if m in ("resnet18", "mobilenet_v2")]
-    rest = [m for m in models if m not in first]
-    return [(m, f) for group in (first, rest) for f in formats for m in group]
+    """The requested cells cheapest first (:data:`COST_ORDER`); cells outside it (other models or
+    formats) come last, in the given order."""
+    want = [(m, f) for m in models for f in formats]
+    known = [c for c in COST_ORDER if c in want]
+    return known + [c for c in want if c not in known]
 
 
 def model_digest(metadata: dict) -> tuple[tuple[str, str], ...]:
