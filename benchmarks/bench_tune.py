@@ -234,6 +234,10 @@ def to_markdown(report: dict) -> str:
               f"{sum(1 for c in report['cells'] if c.get('error'))} error, {len(missing)} not measured"
               + (f" ({', '.join(missing)})." if missing else "."), ""]
     for c in report["cells"]:
+        if c.get("tune_candidates"):
+            lines.append(f"- {c['model']} × {c['format']}: tune measured " + ", ".join(
+                f"{t['label']} ({t['status']}" + (f", p95 {t['p95_ms']:.1f} ms" if t.get("p95_ms") is not None else "") + ")"
+                for t in c["tune_candidates"]) + ".")
         for n in (c.get("notes") or []) + (c.get("tune_notes") or []):
             lines.append(f"- {c['model']} × {c['format']}: {n}")
     lines.append("")
@@ -295,6 +299,8 @@ def measure_cell(optim, arch: str, fmt: str, ckpt: Path, policy: Path, calib: Pa
     cell["tune_search"] = rep.get("search")
     cell["tune_notes"] = rep.get("notes")
     cell["tune_baselines_p95_ms"] = {k: rep["baselines"][fmt][k] for k in ("fp32_p95_ms", "int8_p95_ms")}
+    cell["tune_candidates"] = [{"label": r["candidate"]["label"], "status": r["status"], "p95_ms": r.get("p95_ms"),
+                                "reason": (r.get("reasons") or [None])[0]} for r in rep.get("candidates") or []]
     ch = res.chosen.get(fmt)
     if ch is None:
         cell["error"] = "tune chose nothing: " + "; ".join(rep.get("notes") or [])
