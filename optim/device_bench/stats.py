@@ -115,6 +115,51 @@ def bootstrap_p95_ci(latencies_ms: Sequence[float] | np.ndarray, *, confidence: 
     return (lo, hi)
 
 
+def p95_ratio_ci(a_rounds_ms: Sequence[Sequence[float]] | np.ndarray, b_rounds_ms: Sequence[Sequence[float]] | np.ndarray,
+                 *, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float] | None:
+    """p95(a) / p95(b) and its ``confidence`` interval by a **paired round (block) bootstrap**.
+
+    ``a_rounds_ms`` and ``b_rounds_ms`` are R×n arrays (ms; n may differ between a and b): round r holds the n single-call
+    latencies of artifact a and of artifact b timed back to back in that round (interleaved,
+    round-robin), so both saw the same machine load. A resample draws R round indices with
+    replacement and takes *the same* rounds for a and b (paired), pooling their calls; the
+    statistic is the ratio of the pooled p95s (:data:`PERCENTILE_METHOD`). Resampling whole rounds
+    rather than single calls keeps the load drift and the autocorrelation within a round
+    (non-overlapping block bootstrap, Carlstein 1986; Künsch 1989), and the pairing cancels load
+    that both artifacts shared. Interval: percentile method (Efron & Tibshirani 1993, ch. 13)
+    with :func:`scipy.stats.bootstrap` (``paired=True``), seeded.
+
+    Returns (ratio, low, high), or ``None`` when fewer than 2 rounds or fewer than 20 calls per
+    artifact exist (no meaningful p95 interval). Raises :class:`InputError` when a and b do
+    not have the same number of rounds, or on non-finite/negative values.
+    """
+    from scipy.stats import bootstrap
+
+    a = np.asarray(a_rounds_ms, dtype=np.float64)
+    b = np.asarray(b_rounds_ms, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2:
+        raise InputError(f"paired rounds: expected R×n arrays (rounds × calls), got shapes {a.shape} and {b.shape}")
+    if a.shape[0] != b.shape[0]:
+        raise InputError(f"paired rounds: a has {a.shape[0]} rounds, b has {b.shape[0]}; time them in the same rounds")
+    _as_latencies(a, "a"), _as_latencies(b, "b")
+    if a.shape[0] < 2 or a.size < 20 or b.size < 20:
+        return None
+
+    def ratio(idx, axis=-1):  # idx: (..., R) round indices → (...) ratios
+        idx = np.asarray(idx, dtype=int)
+        pa = np.percentile(a[idx].reshape(*idx.shape[:-1], -1), 95, axis=-1, method="linear")
+        pb = np.percentile(b[idx].reshape(*idx.shape[:-1], -1), 95, axis=-1, method="linear")
+        return pa / pb
+
+    point = float(ratio(np.arange(a.shape[0])))
+    res = bootstrap((np.arange(a.shape[0]),), ratio, vectorized=True, paired=True, n_resamples=n_resamples,
+                    confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # degenerate bootstrap distribution (identical resamples)
+        lo = hi = point
+    return point, min(lo, point), max(hi, point)
+
+
 def trial_spread_pct(trial_values: Sequence[float]) -> float | None:
     """Spread between trials: (max − min) / median × 100 of the per-trial values (e.g. p95).
 
