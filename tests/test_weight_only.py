@@ -224,3 +224,48 @@ def test_pte_int4_dynamic_packs_linear_weights_in_4_bits(resnet18_ckpt, mnist24,
     assert "int4 per-channel" in d4.metadata["recipe"]["quantization"]["weights"]
     assert d4.metadata["checks"]["top1_agreement"] >= AGREEMENT_MIN["int4 per-channel"]
     assert _agreement(resnet18_ckpt, mnist24, d4) >= AGREEMENT_MIN["int4 per-channel"]
+
+
+# ---- tune: size schemes only under a size budget -------------------------------------------------
+def test_size_schemes_are_tried_only_under_a_size_budget():
+    from optim.gate.policy import Policy
+    from optim.runtimes.registry import get_format
+    from optim.tuning.search import Candidate, enumerate_candidates, select_schemes
+
+    formats = {f: tuple(get_format(f).schemes) for f in ("onnx", "tflite", "pte")}
+    sizes = {f: tuple(get_format(f).size_schemes) for f in formats}
+    assert sizes == {"onnx": ("int8-weight", "int4-weight"), "tflite": ("int8-weight", "int4-weight"),
+                     "pte": ("int4-dynamic",)}
+
+    def budget(policy):
+        return lambda f, s: policy.resolve([f"{f}-{s}", f]).size_mb
+
+    no_size = Policy.from_dict({"schema_version": 1, "defaults": {"max_top1_drop_pts": 1.0}})
+    kept, notes = select_schemes(formats, sizes, budget(no_size))
+    assert all(not set(kept[f]) & set(sizes[f]) for f in formats)
+    assert kept["onnx"] == ("fp32", "fp16", "int8", "int8-dynamic") and "not tried" in notes["pte"]
+
+    # a size budget on the ONNX weight-only artifacts only (glob on the artifact name)
+    onnx_size = Policy.from_dict({"schema_version": 1, "defaults": {"max_top1_drop_pts": 1.0},
+                                  "targets": {"onnx-*-weight": {"size_mb": 5.0}}})
+    kept, notes = select_schemes(formats, sizes, budget(onnx_size))
+    assert kept["onnx"] == formats["onnx"] and "int4-weight" not in kept["tflite"] and "int4-dynamic" not in kept["pte"]
+    assert notes["onnx"].startswith("size schemes int8-weight, int4-weight tried")
+
+    everywhere = Policy.from_dict({"schema_version": 1, "defaults": {"size_mb": 5.0}})
+    kept, _ = select_schemes(formats, sizes, budget(everywhere))
+    assert kept == formats
+    cands = enumerate_candidates(kept, {"onnx": 4, "tflite": 4, "pte": 4}, ks=(1, 2), no_fallback=sizes)
+    keys = {c.key for c in cands}
+    assert Candidate("onnx", "int4-weight").key in keys and Candidate("pte", "int4-dynamic").key in keys
+    assert not [c for c in cands if c.scheme in sizes[c.format] and c.k]  # no float fallback for size schemes
+    assert Candidate("onnx", "int8", 2).key in keys  # the others keep theirs
+
+
+def test_format_spec_refuses_size_schemes_it_does_not_export():
+    import dataclasses
+
+    from optim.runtimes.registry import get_format
+
+    with pytest.raises(InputError, match="size_schemes .*int2-weight"):
+        dataclasses.replace(get_format("onnx"), size_schemes=("int2-weight",))

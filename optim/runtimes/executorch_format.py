@@ -224,7 +224,7 @@ def parse_executor_runner_output(text: str, call: ToolCall, read: DeviceReader) 
 SPEC = FormatSpec(
     name=FORMAT, suffix=".pte", model_file=MODEL_FILE, schemes=SCHEMES, libraries=LIBRARIES,
     export=export, open_runtime=open_artifact, tensor_specs=tensor_specs, sidecars=sidecars,
-    runtime_modules=("torch", "executorch.runtime"),
+    runtime_modules=("torch", "executorch.runtime"), size_schemes=("int4-dynamic",),
     qat_backend="xnnpack", lower_qat=lower_qat, qat_libraries=("torch", "torchao", "executorch"),
     device_tool=DeviceTool("executor_runner", executor_runner_command, parse_executor_runner_output,
                            before_trial="logcat -c", description="ExecuTorch executor_runner (arm64-v8a) for .pte."),

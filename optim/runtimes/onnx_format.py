@@ -444,7 +444,7 @@ def parse_perf_test(text: str, call: ToolCall, read: DeviceReader) -> ToolOutput
 SPEC = FormatSpec(
     name=FORMAT, suffix=".onnx", model_file=MODEL_FILE, schemes=SCHEMES, libraries=LIBRARIES,
     export=export, open_runtime=open_artifact, tensor_specs=tensor_specs, sidecars=sidecars,
-    runtime_modules=("onnxruntime",),
+    runtime_modules=("onnxruntime",), size_schemes=tuple(WEIGHT_ONLY_SCHEMES),
     qat_backend="xnnpack", lower_qat=lower_qat,
     qat_libraries=("torch", "torchao", "executorch", "onnx", "onnxscript", "onnxruntime"),
     device_tool=DeviceTool("onnxruntime_perf_test", perf_test_command, parse_perf_test,

@@ -362,7 +362,7 @@ SPEC = FormatSpec(
     runtime_modules=("ai_edge_litert.interpreter",),
     qat_backend="litert", lower_qat=lower_qat,
     qat_libraries=("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert"),
-    calibrated_schemes=CALIBRATED_SCHEMES,
+    calibrated_schemes=CALIBRATED_SCHEMES, size_schemes=tuple(WEIGHT_ONLY_WEIGHTS),
     device_tool=DeviceTool("benchmark_model", benchmark_model_command, parse_benchmark_model_output,
                            description="LiteRT/TFLite benchmark_model (arm64-v8a) for .tflite."),
     description="TFLite / LiteRT (ai-edge-litert interpreter)",
