@@ -269,3 +269,25 @@ def test_format_spec_refuses_size_schemes_it_does_not_export():
 
     with pytest.raises(InputError, match="size_schemes .*int2-weight"):
         dataclasses.replace(get_format("onnx"), size_schemes=("int2-weight",))
+
+
+# ---- CLI: every scheme is visible ------------------------------------------------------------------
+def test_every_scheme_is_in_quantize_help_and_inspect(resnet18_ckpt):
+    import json
+
+    from click.testing import CliRunner
+
+    from optim.cli.main import cli
+    from optim.runtimes.registry import formats
+
+    runner = CliRunner()
+    help_text = " ".join(runner.invoke(cli, ["quantize", "--help"]).output.split())
+    rep = json.loads(runner.invoke(cli, ["inspect", str(resnet18_ckpt), "--json"]).output)
+    for name, spec in formats().items():
+        for scheme in spec.schemes:
+            assert scheme in help_text, scheme
+        assert rep["schemes"][name]["schemes"] == list(spec.schemes)
+        assert rep["schemes"][name]["size_schemes"] == list(spec.size_schemes)
+    assert rep["int4_floor_mb"] == pytest.approx(RESNET18_10_PARAMS / 2e6, abs=1e-3)
+    table = runner.invoke(cli, ["inspect", str(resnet18_ckpt)])
+    assert table.exit_code == 0 and "int4-weight*" in table.output
