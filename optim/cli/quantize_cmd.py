@@ -20,8 +20,13 @@ def _fmt(v, spec: str) -> str:
                    "the optim.formats entry-point group). An unknown name lists the known ones.")
 @click.option("--scheme", default="int8", show_default=True,
               help="Comma-separated schemes: int8 (static, per-channel weights, per-tensor activations; needs --calib), "
-                   "int8-dynamic, fp16, fp32, and the extra schemes a format lists (FormatSpec.schemes; TFLite: int8-weight "
-                   "weight-only, int16x8 INT16 activations, needs --calib).")
+                   "int8-dynamic, fp16, fp32, and the extra schemes a format lists (FormatSpec.schemes): "
+                   "int8-weight (ONNX, TFLite: weight-only INT8, float compute, no calibration), "
+                   "int4-weight (ONNX: block-wise INT4 MatMul/Gemm weights, INT8 conv weights; TFLite: INT4 "
+                   "fully-connected weights, INT8 elsewhere; weight-only), "
+                   "int4-dynamic (ExecuTorch: 4-bit Linear weights, 8-bit dynamic activations), "
+                   "int16x8 (TFLite: INT16 activations, needs --calib). Weight-only schemes shrink the file, "
+                   "not the latency.")
 @click.option("--calib", type=click.Path(file_okay=False), default=None,
               help="Directory of calibration images (searched recursively; a golden set works), read with the card's preprocessing.")
 @click.option("--calib-size", type=int, default=300, show_default=True, help="Images drawn (seeded) from --calib.")

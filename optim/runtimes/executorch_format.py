@@ -12,6 +12,13 @@ Schemes:
 * ``int8-dynamic`` — the same quantizer with ``is_dynamic=True``: XNNPACK quantizes only the
   layers it supports dynamically (linear and some convolutions), the rest stays FP32 — the
   size recorded in ``artifact.json`` shows how much;
+* ``int4-dynamic`` — ``int8-dynamic`` with 4-bit weights for every ``nn.Linear`` (the
+  classifier head; "8da4w": 8-bit dynamic activations, 4-bit weights): the quantizer's
+  ``set_module_type(nn.Linear, get_symmetric_quantization_config(is_per_channel=True,
+  is_dynamic=True, weight_qmin=-8, weight_qmax=7))``; XNNPACK lowers it as per-channel 4-bit
+  weights (``qcint4``, two weights a byte in the ``.pte``) × dynamically quantized INT8
+  activations. Per channel, not block-wise: block-wise (``qbint4``) needs torchao's source
+  transforms (``Int8DynActInt4WeightQuantizer``), not the PT2E quantizer;
 * ``fp16`` — the model cast to float16 behind float32 input/output casts, lowered to XNNPACK.
 
 The graph has the card's fixed batch size (usually 1); :class:`ExecuTorchRuntime` feeds
@@ -35,7 +42,9 @@ from optim.runtimes.spec import ExportOutput
 from optim.runtimes.spec import FormatSpec
 
 FORMAT = "pte"
-SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
+SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic", "int4-dynamic")
+#: the 4-bit weight range of ``int4-dynamic`` (symmetric, signed: XNNPACK's qc4w)
+INT4_RANGE = {"weight_qmin": -8, "weight_qmax": 7}
 LIBRARIES = ("torch", "torchao", "executorch")
 MODEL_FILE = "model.pte"
 
@@ -66,8 +75,8 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
     """Export ``model`` (FP32 eval ``nn.Module``) to ``out_dir/model.pte`` under ``scheme``.
 
     ``calib``: float32 N×C×H×W calibration batch, required for ``int8``.
-    ``float_layers``: qualified module names the PT2E schemes (``int8``, ``int8-dynamic``)
-    leave unannotated (:func:`optim.runtimes.pt2e.keep_float`): XNNPACK runs them as FP32
+    ``float_layers``: qualified module names the PT2E schemes (``int8``, ``int8-dynamic``,
+    ``int4-dynamic``) leave unannotated (:func:`optim.runtimes.pt2e.keep_float`): XNNPACK runs them as FP32
     convolutions / fully-connected layers.
     """
     import torch
@@ -92,15 +101,20 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
 
         from optim.runtimes.pt2e import keep_float, pt2e_prepare_and_calibrate
 
-        dynamic = scheme == "int8-dynamic"
+        dynamic = scheme in ("int8-dynamic", "int4-dynamic")
         if not dynamic and (calib is None or len(calib) == 0):
             raise InputError("pte int8: static INT8 needs calibration images (--calib DIR)")
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+        if scheme == "int4-dynamic":
+            quantizer.set_module_type(torch.nn.Linear, get_symmetric_quantization_config(
+                is_per_channel=True, is_dynamic=True, **INT4_RANGE))
         keep_float(quantizer, float_layers)
         graph = pt2e_prepare_and_calibrate(model, quantizer, card.input.shape, None if dynamic else calib)
         graph = convert_pt2e(graph)
         recipe["quantization"] = {
-            "library": "torchao PT2E + executorch XNNPACKQuantizer", "weights": "int8 per-channel symmetric",
+            "library": "torchao PT2E + executorch XNNPACKQuantizer",
+            "weights": ("int4 per-channel symmetric for nn.Linear (XNNPACK qc4w), int8 per-channel for the rest"
+                        if scheme == "int4-dynamic" else "int8 per-channel symmetric"),
             "activations": "int8 per-tensor, computed at run time (supported layers only)" if dynamic else "int8 per-tensor",
             "calibration_images": None if dynamic else len(calib),
         }
@@ -210,7 +224,7 @@ def parse_executor_runner_output(text: str, call: ToolCall, read: DeviceReader) 
 SPEC = FormatSpec(
     name=FORMAT, suffix=".pte", model_file=MODEL_FILE, schemes=SCHEMES, libraries=LIBRARIES,
     export=export, open_runtime=open_artifact, tensor_specs=tensor_specs, sidecars=sidecars,
-    runtime_modules=("torch", "executorch.runtime"),
+    runtime_modules=("torch", "executorch.runtime"), size_schemes=("int4-dynamic",),
     qat_backend="xnnpack", lower_qat=lower_qat, qat_libraries=("torch", "torchao", "executorch"),
     device_tool=DeviceTool("executor_runner", executor_runner_command, parse_executor_runner_output,
                            before_trial="logcat -c", description="ExecuTorch executor_runner (arm64-v8a) for .pte."),

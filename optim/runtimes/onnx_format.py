@@ -11,7 +11,25 @@ Schemes:
   (QDQ) pairs, per-channel symmetric INT8 weights, per-tensor activations calibrated on the
   calibration batch (NNCF defaults, preset PERFORMANCE, fast bias correction);
 * ``int8-dynamic`` — ``onnxruntime.quantization.quantize_dynamic``: per-channel INT8 weights,
-  activations quantized at run time (DynamicQuantizeLinear + ConvInteger/MatMulInteger).
+  activations quantized at run time (DynamicQuantizeLinear + ConvInteger/MatMulInteger);
+* ``int8-weight`` — weight-only INT8 (a size budget at FP32 accuracy, no calibration):
+  ``nncf.compress_weights(mode=INT8_SYM)`` on the FP32 graph: every Conv/Gemm weight becomes an
+  INT8 initializer (per output channel, symmetric) behind a ``DequantizeLinear``; activations
+  stay float32;
+* ``int4-weight`` — weight-only INT4 block-wise for the MatMul/Gemm layers (classifier heads):
+  ``nncf.compress_weights(mode=INT4_SYM, group_size=32, all_layers=True, ratio=1)``; NNCF
+  writes each Gemm as ONNX Runtime's contrib ``MatMulNBits`` (4-bit weights, one float scale per
+  block of 32 input channels; opset < 21 has no block-wise DequantizeLinear); Conv weights get
+  the backup mode, INT8 per-channel symmetric as in ``int8-weight``. A layer whose input width
+  is not a multiple of 32 gets the largest power-of-two block ≥ 32 that divides it, else INT8.
+
+What ONNX Runtime runs for the weight-only schemes (measured, mobilenet_v3_large, CPU EP): by
+default it keeps each weight ``DequantizeLinear`` in the graph and dequantizes on every run
+(2–3× slower than FP32). :class:`OnnxRuntime` therefore opens a weight-only graph (one with
+DequantizeLinear but no QuantizeLinear, :func:`is_weight_only`) with the session option
+``session.disable_quant_qdq = 1``, under which ONNX Runtime's constant folding dequantizes the
+weights once at load: FP32 Conv/Gemm kernels, FP32 speed and memory, INT8/INT4 size on disk.
+``MatMulNBits`` is a kernel of its own (4-bit weights dequantized block-wise inside the GEMM).
 """
 
 from __future__ import annotations
@@ -33,7 +51,9 @@ from optim.runtimes.spec import ExportOutput
 from optim.runtimes.spec import FormatSpec
 
 FORMAT = "onnx"
-SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic")
+SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight")
+#: weight-only schemes (``nncf.compress_weights``): scheme → (CompressWeightsMode name, group size or None)
+WEIGHT_ONLY_SCHEMES = {"int8-weight": ("INT8_SYM", None), "int4-weight": ("INT4_SYM", 32)}
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "nncf")
 MODEL_FILE = "model.onnx"
 OPSET = 18
@@ -181,6 +201,13 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
             if float_layers:
                 recipe["quantization"]["float_layers"] = list(float_layers)
                 recipe["quantization"]["ignored_scope"] = f"nncf.IgnoredScope(names=[{len(ignored)} ONNX nodes])"
+        elif scheme in WEIGHT_ONLY_SCHEMES:
+            fp32_model = onnx.load(str(fp32_path))
+            ignored = _ignored_nodes(model, card, fp32_model, float_layers)
+            q, recipe["quantization"] = _compress_weights(fp32_model, scheme, ignored)
+            onnx.save(q, str(target))
+            if float_layers:
+                recipe["quantization"]["float_layers"] = list(float_layers)
         else:  # int8-dynamic
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -198,6 +225,65 @@ def export(model, card: ModelCard, scheme: str, calib: np.ndarray | None, out_di
     return ExportOutput(files=files, inputs=inputs, outputs=outputs, recipe=recipe)
 
 
+def _compress_weights(fp32_model, scheme: str, ignored: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+    """Weight-only compression of an FP32 ONNX model with ``nncf.compress_weights`` (data-free,
+    round to nearest); returns (model, recipe). See the module docstring for the two schemes."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+    mode, group = WEIGHT_ONLY_SCHEMES[scheme]
+    kwargs: dict[str, Any] = {}
+    if group is not None:
+        kwargs = dict(group_size=group, ratio=1.0, all_layers=True, backup_mode=nncf.BackupMode.INT8_SYM,
+                      advanced_parameters=AdvancedCompressionParameters(
+                          group_size_fallback_mode=GroupSizeFallbackMode.ADJUST))
+    q = nncf.compress_weights(fp32_model, mode=getattr(nncf.CompressWeightsMode, mode),
+                              ignored_scope=nncf.IgnoredScope(names=list(ignored)) if ignored else None, **kwargs)
+    fixed = per_axis_scales_to_1d(q)
+    ops = {n.op_type for n in q.graph.node}
+    recipe: dict[str, Any] = {
+        "library": f"nncf.compress_weights(mode={mode}" + (f", group_size={group}, all_layers=True, ratio=1.0, "
+                                                           "backup_mode=INT8_SYM)" if group else ")"),
+        "weight_only": True, "activations": "float32",
+        "weights": ("int4 symmetric, block-wise (32 input channels a scale) for MatMul/Gemm (MatMulNBits); "
+                    "int8 per-channel symmetric for Conv" if group else "int8 per-channel symmetric (DequantizeLinear)"),
+        "int4_matmuls": sum(n.op_type == "MatMulNBits" for n in q.graph.node),
+        "int8_weights": sum(n.op_type == "DequantizeLinear" for n in q.graph.node),
+        "scales_reshaped_to_1d": fixed,
+    }
+    if "QuantizeLinear" in ops:  # fail closed: weight-only must not quantize activations
+        raise RuntimeError(f"onnx {scheme}: nncf.compress_weights wrote QuantizeLinear nodes (activation quantization)")
+    return q, recipe
+
+
+def per_axis_scales_to_1d(onnx_model) -> int:
+    """Reshape per-axis ``DequantizeLinear`` scales / zero points of shape C×1×…×1 to C (in
+    place); returns how many were reshaped. Why: NNCF 3.4's ONNX weight compression keeps the
+    reduced axes of a Conv weight's scale (960×1×1 for a 960×160×1×1 weight), which ONNX (and
+    ONNX Runtime: "For per axis quantization, scale must be 1D tensor") rejects at run time."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in onnx_model.graph.initializer}
+    done: set[str] = set()
+    for node in onnx_model.graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        for name in node.input[1:3]:
+            t = inits.get(name)
+            if t is None or name in done or len(t.dims) < 2 or any(d != 1 for d in t.dims[1:]):
+                continue
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).reshape(-1), name))
+            done.add(name)
+    return len(done)
+
+
+def is_weight_only(onnx_model) -> bool:
+    """True for a weight-only quantized graph: DequantizeLinear (of constant weights) or
+    MatMulNBits nodes and no QuantizeLinear / DynamicQuantizeLinear (activations stay float)."""
+    ops = {n.op_type for n in onnx_model.graph.node}
+    return bool(ops & {"DequantizeLinear", "MatMulNBits"}) and not ops & {"QuantizeLinear", "DynamicQuantizeLinear"}
+
+
 def _ignored_nodes(model, card: ModelCard, onnx_model, float_layers: Sequence[str]) -> list[str]:
     if not float_layers:
         return []
@@ -209,7 +295,9 @@ def _ignored_nodes(model, card: ModelCard, onnx_model, float_layers: Sequence[st
 
 
 class OnnxRuntime(Runtime):
-    """ONNX Runtime, CPU execution provider. ``threads`` sets intra-op threads (inter-op 1)."""
+    """ONNX Runtime, CPU execution provider. ``threads`` sets intra-op threads (inter-op 1).
+    A weight-only graph (:func:`is_weight_only`) is opened with ``session.disable_quant_qdq = 1``
+    so that its weights are dequantized once at load (see the module docstring)."""
 
     format = FORMAT
 
@@ -224,6 +312,11 @@ class OnnxRuntime(Runtime):
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         model_path = artifact.require_file(MODEL_FILE)
+        import onnx
+
+        self.weight_only = is_weight_only(onnx.load(str(model_path), load_external_data=False))
+        if self.weight_only:
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         batch_dim = self.session.get_inputs()[0].shape[0]
@@ -351,7 +444,7 @@ def parse_perf_test(text: str, call: ToolCall, read: DeviceReader) -> ToolOutput
 SPEC = FormatSpec(
     name=FORMAT, suffix=".onnx", model_file=MODEL_FILE, schemes=SCHEMES, libraries=LIBRARIES,
     export=export, open_runtime=open_artifact, tensor_specs=tensor_specs, sidecars=sidecars,
-    runtime_modules=("onnxruntime",),
+    runtime_modules=("onnxruntime",), size_schemes=tuple(WEIGHT_ONLY_SCHEMES),
     qat_backend="xnnpack", lower_qat=lower_qat,
     qat_libraries=("torch", "torchao", "executorch", "onnx", "onnxscript", "onnxruntime"),
     device_tool=DeviceTool("onnxruntime_perf_test", perf_test_command, parse_perf_test,

@@ -59,6 +59,9 @@ class FormatSpec:
         calibrated_schemes: schemes that need the calibration batch (static activation
             quantization); ``optim quantize`` refuses them without ``--calib`` and records the
             calibration set in ``artifact.json``.
+        size_schemes: schemes that exist to make the artifact smaller, not faster (weight-only
+            INT8/INT4: float compute, FP32 speed at best): ``optim tune`` tries them only when
+            the policy sets a size budget for them (``size_mb``), and without float fallback.
         default: included when ``optim quantize`` is given no ``--format``.
         description: one line for help texts.
     """
@@ -78,6 +81,7 @@ class FormatSpec:
     qat_libraries: tuple[str, ...] = ()
     device_tool: Any = None
     calibrated_schemes: tuple[str, ...] = ("int8",)
+    size_schemes: tuple[str, ...] = ()
     default: bool = True
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +102,9 @@ class FormatSpec:
             raise InputError(f"format spec name {self.name!r} must be a non-empty lower-case identifier")
         if not self.suffix.startswith(".") or Path(self.model_file).suffix != self.suffix:
             raise InputError(f"format spec {self.name}: model_file {self.model_file!r} must end with suffix {self.suffix!r}")
+        if not set(self.size_schemes) <= set(self.schemes):
+            raise InputError(f"format spec {self.name}: size_schemes {sorted(set(self.size_schemes) - set(self.schemes))} "
+                             "are not among its schemes")
         if (self.lower_qat is None) != (self.qat_backend is None):
             raise InputError(f"format spec {self.name}: qat_backend and lower_qat go together")
 

@@ -18,6 +18,12 @@ Schemes:
   the FP32 flatbuffer (INT8 weights with an explicit DEQUANTIZE, float compute, float32 I/O):
   a size budget at FP32 accuracy; on the host the XNNPACK delegate dequantizes the constant
   weights once at load and runs FP32 kernels (speed of ``fp32``, not of ``int8``);
+* ``int4-weight`` — weight-only INT4 for the FULLY_CONNECTED layers (classifier heads) and
+  weight-only INT8 for the rest: an ai-edge-quantizer recipe of two weight-only configs
+  (``add_weight_only_config(ALL_SUPPORTED, num_bits=8)``, then ``FULLY_CONNECTED, num_bits=4``),
+  per output channel, symmetric; INT4 weight tensors behind DEQUANTIZE, float compute. Per
+  channel, not block-wise: ai-edge-quantizer 0.10 has no block-wise policy for float-compute
+  (weight-only) FULLY_CONNECTED ("Unsupported op for ComputePrecision.FLOAT");
 * ``int16x8`` — INT16 activations × INT8 weights: ai-edge-quantizer ``recipe.static_wi8_ai16()``
   calibrated on the calibration batch (float32 I/O). More accurate than ``int8`` where
   activation ranges are wide; LiteRT runs it on its built-in (non-XNNPACK) kernels, so it is
@@ -47,9 +53,11 @@ from optim.runtimes.spec import ExportOutput
 from optim.runtimes.spec import FormatSpec
 
 FORMAT = "tflite"
-SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int16x8")
-#: schemes made by ai-edge-quantizer on the FP32 flatbuffer: scheme → (recipe function, needs calibration)
-AEQ_SCHEMES = {"int8-weight": ("weight_only_wi8_afp32", False), "int16x8": ("static_wi8_ai16", True)}
+SCHEMES = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight", "int16x8")
+#: schemes made by ai-edge-quantizer on the FP32 flatbuffer: scheme → (recipe function, needs calibration);
+#: a name in ``ai_edge_quantizer.recipe`` or one of :data:`OWN_RECIPES`
+AEQ_SCHEMES = {"int8-weight": ("weight_only_wi8_afp32", False), "int4-weight": ("weight_only_wi8_fc_wi4_afp32", False),
+               "int16x8": ("static_wi8_ai16", True)}
 CALIBRATED_SCHEMES = ("int8", "int16x8")
 #: integer I/O tensor types the runtime quantizes/dequantizes with the tensor's scale and zero point
 QUANTIZED_IO = (np.int8, np.uint8, np.int16)
@@ -109,6 +117,27 @@ def _fp16_weights(fp32_path: Path, target: Path) -> None:
     target.write_bytes(bytes(result.quantized_model))
 
 
+def weight_only_wi8_fc_wi4_afp32():
+    """ai-edge-quantizer recipe: weight-only INT8 (per channel) on every supported op, INT4 (per
+    channel) on FULLY_CONNECTED; float32 activations and compute (the later config wins for
+    FULLY_CONNECTED)."""
+    from ai_edge_quantizer import qtyping, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=8)
+    rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.FULLY_CONNECTED, num_bits=4)
+    return rm.get_quantization_recipe()
+
+
+#: weight-only schemes: what their weights are (recorded in the recipe of ``artifact.json``)
+WEIGHT_ONLY_WEIGHTS = {"int8-weight": "int8 per-channel symmetric (DEQUANTIZE before each op)",
+                       "int4-weight": "int4 per-channel symmetric for FULLY_CONNECTED, int8 per-channel for the rest "
+                                      "(DEQUANTIZE before each op)"}
+
+#: recipes optim composes itself from ai-edge-quantizer's RecipeManager
+OWN_RECIPES = {"weight_only_wi8_fc_wi4_afp32": weight_only_wi8_fc_wi4_afp32}
+
+
 def _aeq_quantize(fp32_path: Path, target: Path, scheme: str, calib: np.ndarray | None) -> dict[str, Any]:
     """``scheme`` in :data:`AEQ_SCHEMES`: ai-edge-quantizer's recipe on the FP32 flatbuffer,
     calibrated (signature inputs = the calibration images one at a time, in the graph's
@@ -117,7 +146,8 @@ def _aeq_quantize(fp32_path: Path, target: Path, scheme: str, calib: np.ndarray 
     from ai_edge_quantizer import quantizer, recipe
 
     recipe_name, calibrated = AEQ_SCHEMES[scheme]
-    qt = quantizer.Quantizer(str(fp32_path), getattr(recipe, recipe_name)())
+    make = OWN_RECIPES.get(recipe_name) or getattr(recipe, recipe_name)
+    qt = quantizer.Quantizer(str(fp32_path), make())
     result = None
     if calibrated:
         if calib is None or len(calib) == 0:
@@ -132,7 +162,10 @@ def _aeq_quantize(fp32_path: Path, target: Path, scheme: str, calib: np.ndarray 
         data = {key: [{name: np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x)} for x in samples]}
         result = qt.calibrate(data, num_threads=1)
     target.write_bytes(bytes(qt.quantize(result, enable_progress_report=False).quantized_model))
-    return {"library": f"ai_edge_quantizer recipe.{recipe_name}()",
+    own = recipe_name in OWN_RECIPES
+    return {"library": f"ai_edge_quantizer {'RecipeManager: ' if own else 'recipe.'}{recipe_name}()",
+            **({"weight_only": True, "activations": "float32"} if scheme in WEIGHT_ONLY_WEIGHTS else {}),
+            **({"weights": WEIGHT_ONLY_WEIGHTS[scheme]} if scheme in WEIGHT_ONLY_WEIGHTS else {}),
             "calibration_images": len(calib) if calibrated and calib is not None else None}
 
 
@@ -329,7 +362,7 @@ SPEC = FormatSpec(
     runtime_modules=("ai_edge_litert.interpreter",),
     qat_backend="litert", lower_qat=lower_qat,
     qat_libraries=("torch", "torchao", "litert-torch", "litert-converter", "ai-edge-litert"),
-    calibrated_schemes=CALIBRATED_SCHEMES,
+    calibrated_schemes=CALIBRATED_SCHEMES, size_schemes=tuple(WEIGHT_ONLY_WEIGHTS),
     device_tool=DeviceTool("benchmark_model", benchmark_model_command, parse_benchmark_model_output,
                            description="LiteRT/TFLite benchmark_model (arm64-v8a) for .tflite."),
     description="TFLite / LiteRT (ai-edge-litert interpreter)",

@@ -144,6 +144,7 @@ def tune(
     from optim.checkpoint import load_checkpoint
     from optim.gate.policy import require_policy
     from optim.optimize.calibration import load_calibration_set
+    from optim.runtimes.artifact import artifact_dir_name
     from optim.runtimes.registry import get_format
     from optim.tuning import build as B
     from optim.tuning.report import write_reports
@@ -162,6 +163,9 @@ def tune(
                          "judge the result; pass a training or calibration split")
     policy = require_policy(policy, "tune searches for artifacts that pass it")
     fmt_schemes = _resolve_formats(formats)
+    size_schemes = {f: tuple(get_format(f).size_schemes) for f in fmt_schemes}
+    fmt_schemes, size_notes = S.select_schemes(
+        fmt_schemes, size_schemes, lambda f, s: policy.resolve([artifact_dir_name(f, s), f]).size_mb)
     loaded = load_checkpoint(checkpoint)
     card = loaded.card
     calib_all = load_calibration_set(calib, card.preprocessing, calib_size, seed=seed, input_shape=card.input.shape)
@@ -215,6 +219,7 @@ def tune(
             "policy": {"path": policy.source, "sha256": policy.sha256},
             "golden": str(golden), "calibration": calib_set.to_metadata() | {"holdout": int(len(holdout))},
             "device": device, "formats": list(fmt_schemes), "analyze_only": analyze_only,
+            "schemes": {f: list(v) for f, v in fmt_schemes.items()}, "size_schemes": size_notes,
             "settings": {"max_trials": max_trials, "time_budget_s": budget_s, "fallback_ks": list(fallback_ks),
                          "prune_ratios": list(prune_ratios) if train else [], "seed": seed, "tail_weight": tail_weight,
                          "sensitivity_unit": sensitivity_unit, "max_units": max_units, "runs": runs, "warmup": warmup,
@@ -227,7 +232,8 @@ def tune(
 
     # 2. search
     ratios = [float(r) for r in prune_ratios] if train else []
-    cands = S.enumerate_candidates(fmt_schemes, {f: len(s.rows) for f, s in sens.items()}, fallback_ks, ratios)
+    cands = S.enumerate_candidates(fmt_schemes, {f: len(s.rows) for f, s in sens.items()}, fallback_ks, ratios,
+                                   no_fallback=size_schemes)
     settings = S.SearchSettings(candidates=[c.key for c in cands], device=device, policy_sha256=policy.sha256 or "",
                                 golden=str(golden.resolve()), seed=seed)
     study, how = S.open_study(out, settings, max_trials)

@@ -3,7 +3,13 @@
 **Candidates** = format × scheme × float-fallback set × pruning ratio (:func:`enumerate_candidates`):
 formats and schemes come from the registry (``get_format(name).schemes``); the fallback set is
 the ``k`` most sensitive units of that format's sensitivity ranking (float schemes take k = 0);
-pruning ratios only with training data (0 = not pruned).
+pruning ratios only with training data (0 = not pruned). **Size schemes** (a format's
+``FormatSpec.size_schemes``: weight-only INT8/INT4, 4-bit weights with dynamic activations) make
+an artifact smaller, not faster — on these runtimes weight-only runs FP32 kernels — so they
+are candidates only where the policy sets a size budget (``size_mb``) for them
+(:func:`select_schemes`), and only without float fallback (k = 0): the search then weighs them
+like any other candidate (pass every check, then p95, then size). Without a size budget they
+could at best tie FP32 on p95 and would spend trials for nothing.
 
 **Study** (Optuna): one categorical parameter ``candidate``. When the space fits in the trial
 budget it is swept exhaustively (every candidate enqueued in order), otherwise sampled by
@@ -113,13 +119,39 @@ def baselines(formats: dict[str, Sequence[str]]) -> list[Candidate]:
     return out
 
 
+def select_schemes(formats: dict[str, Sequence[str]], size_schemes: dict[str, Sequence[str]],
+                   size_budget: Callable[[str, str], float | None]) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Drop each format's size schemes that have no size budget (pure).
+
+    ``formats``: format → its schemes; ``size_schemes``: format → its size schemes
+    (``FormatSpec.size_schemes``); ``size_budget(format, scheme)``: the policy's ``size_mb``
+    for that artifact (``Policy.resolve([f"{format}-{scheme}", format]).size_mb``) or None.
+    Returns (format → schemes kept, in order; format → a note on the size schemes, for
+    ``tune.json``)."""
+    kept: dict[str, tuple[str, ...]] = {}
+    notes: dict[str, str] = {}
+    for fmt, schemes in formats.items():
+        sizes = [s for s in schemes if s in set(size_schemes.get(fmt, ()))]
+        budgeted = [s for s in sizes if size_budget(fmt, s) is not None]
+        dropped = [s for s in sizes if s not in budgeted]
+        kept[fmt] = tuple(s for s in schemes if s not in dropped)
+        if budgeted:
+            notes[fmt] = f"size schemes {', '.join(budgeted)} tried: the policy sets a size budget for them"
+        if dropped:
+            notes[fmt] = "; ".join(filter(None, [notes.get(fmt), (
+                f"size schemes {', '.join(dropped)} not tried: the policy sets no size_mb for them (they make the "
+                "artifact smaller, not faster)")]))
+    return kept, notes
+
+
 def enumerate_candidates(formats: dict[str, Sequence[str]], units_per_format: dict[str, int], ks: Sequence[int] = DEFAULT_KS,
-                         prune_ratios: Sequence[float] = ()) -> list[Candidate]:
+                         prune_ratios: Sequence[float] = (), no_fallback: dict[str, Sequence[str]] | None = None) -> list[Candidate]:
     """Every candidate, baselines first, each once (pure).
 
     ``formats``: format → its schemes (from the registry); ``units_per_format``: ranked units
     available per format (0 when no ranking: no fallback candidates); ``ks``: fallback sizes
-    (clipped to the units available, duplicates dropped); ``prune_ratios``: in (0, 1).
+    (clipped to the units available, duplicates dropped); ``prune_ratios``: in (0, 1);
+    ``no_fallback``: format → schemes that take no float fallback (size schemes; k = 0 only).
     """
     bad = [r for r in prune_ratios if not 0 < r < 1]
     if bad:
@@ -130,7 +162,8 @@ def enumerate_candidates(formats: dict[str, Sequence[str]], units_per_format: di
         kset = [0] + sorted({min(k, n) for k in ks if k > 0 and n > 0})
         for p in (0.0, *prune_ratios):
             for s in schemes:
-                for k in ([0] if is_float_scheme(s) else kset):
+                plain = is_float_scheme(s) or s in (no_fallback or {}).get(fmt, ())
+                for k in ([0] if plain else kset):
                     out.append(Candidate(fmt, s, k, float(p)))
     return list(dict.fromkeys(out))
 
