@@ -319,13 +319,16 @@ def run_search(
     study, candidates: Sequence[Candidate], evaluate: Callable[[Candidate, int], TrialRecord], *,
     max_trials: int, timeout_s: float | None, progress: Callable[[str], None] | None = None,
 ) -> tuple[list[TrialRecord], dict[str, Any]]:
-    """Run the study until ``max_trials`` trials are complete (counting a resumed run's), the
-    grid is exhausted, or ``timeout_s`` passed (checked between trials). Baselines (the
+    """Run the study until ``max_trials`` distinct candidates are measured (counting a resumed
+    run's), the grid is exhausted, or ``timeout_s`` passed (checked between trials). Baselines (the
     candidates :func:`baselines` returns: FP32 and plain INT8 per format) are enqueued first and
     always measured, even past ``timeout_s``. ``evaluate(candidate, trial_number)``
     measures one candidate; a candidate measured before (the sampler may propose it again) is
-    not measured twice. When every candidate fits in ``max_trials`` all are enqueued in order
-    (an exhaustive sweep). Returns (every record, stats: trials run now, resumed, stopped_by)."""
+    not measured twice and does not use up the budget: after such a repeat the first unmeasured
+    candidate in ``candidates`` order is enqueued, so that a small budget is not spent on
+    baselines the sampler proposes again. When every candidate fits in ``max_trials`` all are
+    enqueued in order (an exhaustive sweep). Returns (every record, stats: trials run now,
+    resumed, stopped_by)."""
     from optuna.trial import TrialState
 
     say = progress or (lambda _m: None)
@@ -343,8 +346,7 @@ def run_search(
     for c in queue:
         if c.key not in done and c.key not in waiting:
             study.enqueue_trial({"candidate": c.key})
-    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    left = max(0, max_trials - n_complete)
+    left = max(0, max_trials - len(done))
     ran = [0]
     t0 = time.monotonic()
 
@@ -371,19 +373,18 @@ def run_search(
     if n_base > 0:
         study.optimize(objective, n_trials=n_base, timeout=None, catch=())
         left -= n_base
-    if left > 0:
+    target = ran[0] + left  # new measurements allowed
+    while ran[0] < target and len(done) < len(keys):
         remaining = None if timeout_s is None else timeout_s - (time.monotonic() - t0)
         if remaining is not None and remaining <= 0:
             stopped_by = "time budget"
-        else:
-            study.optimize(objective, n_trials=left, timeout=remaining, catch=())
-        elapsed = time.monotonic() - t0
-        n_now = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        if timeout_s is not None and elapsed >= timeout_s and n_now < max_trials and len(done) < len(keys):
-            stopped_by = "time budget"
-        elif len(done) >= len(keys):
-            stopped_by = "space exhausted"
-    elif len(done) >= len(keys):
+            break
+        before = ran[0]
+        study.optimize(objective, n_trials=1, timeout=remaining, catch=())
+        if ran[0] == before:  # the sampler proposed a measured candidate: measure the next unmeasured one
+            nxt = next(c for c in candidates if c.key not in done)
+            study.enqueue_trial({"candidate": nxt.key})
+    if len(done) >= len(keys):
         stopped_by = "space exhausted"
     return list(done.values()), {"trials_run": ran[0], "resumed_records": resumed, "stopped_by": stopped_by,
                                  "seconds": round(time.monotonic() - t0, 2)}
