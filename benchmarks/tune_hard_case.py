@@ -76,7 +76,31 @@ def card_for(arch: str, hw: int):
                      heads=(Head(name="digit", kind="multiclass", labels=CLASS_NAMES),))
 
 
-def prepare(workdir: Path, arch: str, hw: int, epochs: int, seed: int) -> dict:
+def golden_counts(tail_per_class: int) -> tuple[int, ...]:
+    """Golden images per class: the demo's 100 a class, and ``tail_per_class`` for each tail class
+    (< ``TAIL_MAX_COUNT`` training images), so that a 2-point tail-class delta is several images."""
+    from optim.demo.data import GOLDEN_PER_CLASS, TRAIN_COUNTS
+
+    return tuple(max(GOLDEN_PER_CLASS, tail_per_class) if c < TAIL_MAX_COUNT else GOLDEN_PER_CLASS for c in TRAIN_COUNTS)
+
+
+def data_dirs(workdir: Path, seed: int, tail_per_class: int) -> tuple[Path, Path]:
+    """(golden, train) image folders for this split (they depend on the seed and golden counts)."""
+    return workdir / f"golden-s{seed}-t{tail_per_class}", workdir / f"train-s{seed}"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion k/n (Wilson 1927), as fractions."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (float(c - h), float(c + h))
+
+
+def prepare(workdir: Path, arch: str, hw: int, epochs: int, seed: int, tail_per_class: int = 100) -> dict:
     """Data (golden + train folders) and the trained checkpoint, reused when the recipe matches."""
     import torch
     import torchvision
@@ -90,16 +114,17 @@ def prepare(workdir: Path, arch: str, hw: int, epochs: int, seed: int) -> dict:
 
     workdir.mkdir(parents=True, exist_ok=True)
     recipe = {"arch": arch, "hw": hw, "epochs": epochs, "seed": seed}
-    ckpt = workdir / f"{arch}-{hw}-e{epochs}.pt"
+    ckpt = workdir / f"{arch}-{hw}-e{epochs}-s{seed}.pt"
     meta = workdir / (ckpt.name + ".json")
-    split = long_tail_split(seed)
+    split = long_tail_split(seed, golden_per_class=golden_counts(tail_per_class))
     card = card_for(arch, hw)
-    for name, images, labels in (("golden", split.golden_images, split.golden_labels),
-                                 ("train", split.train_images, split.train_labels)):
-        if not (workdir / name / "golden.json").is_file():
-            shutil.rmtree(workdir / name, ignore_errors=True)
-            write_image_folder(workdir / name, images, labels, prefix=name)
-            build_from_image_folder(workdir / name, head="digit", name=f"mnist-longtail-{name}",
+    golden_dir, train_dir = data_dirs(workdir, seed, tail_per_class)
+    for d, name, images, labels in ((golden_dir, "golden", split.golden_images, split.golden_labels),
+                                    (train_dir, "train", split.train_images, split.train_labels)):
+        if not (d / "golden.json").is_file():
+            shutil.rmtree(d, ignore_errors=True)
+            write_image_folder(d, images, labels, prefix=name)
+            build_from_image_folder(d, head="digit", name=f"mnist-longtail-{name}",
                                     train_counts=split.train_counts())
     x = np.stack([preprocess_pil(Image.fromarray(im, mode="L"), card.preprocessing) for im in split.train_images])
     if meta.is_file() and ckpt.is_file() and json.loads(meta.read_text()).get("recipe") == recipe:
@@ -125,6 +150,14 @@ def prepare(workdir: Path, arch: str, hw: int, epochs: int, seed: int) -> dict:
             "bn_recalibrated": True}
     meta.write_text(json.dumps(info, indent=2))
     return info
+
+
+def previous_attempts(out_path: Path) -> list[dict]:
+    """The attempt log kept in an earlier results file (every recipe tried, hard or not)."""
+    try:
+        return list(json.loads(out_path.read_text()).get("attempts") or [])
+    except (OSError, ValueError):
+        return []
 
 
 def recalibrate_bn(model, x: np.ndarray, batch: int = 64) -> None:
@@ -204,7 +237,7 @@ def golden_arrays(golden: Path, card, only: set[str] | None = None) -> tuple[np.
 
 
 def run_nncf(fp32_onnx: Path, out: Path, calib_batch: np.ndarray, golden: Path, card, tail: list[str], max_drop_pts: float,
-             threads: int | None) -> dict:
+             threads: int | None, max_iters: int | None = None) -> dict:
     """``nncf.quantize_with_accuracy_control`` on ONNX: metric = tail-class top-1 (0–1)."""
     import nncf
     import onnx
@@ -230,14 +263,20 @@ def run_nncf(fp32_onnx: Path, out: Path, calib_batch: np.ndarray, golden: Path, 
     calib = nncf.Dataset([calib_batch[i: i + fixed_batch] for i in range(0, len(calib_batch) - fixed_batch + 1, fixed_batch)])
     val = nncf.Dataset([(xv[i: i + 1], yv[i]) for i in range(len(yv))])
     t0 = time.perf_counter()
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    restorer = AdvancedAccuracyRestorerParameters() if max_iters is None else AdvancedAccuracyRestorerParameters(
+        max_num_iterations=max_iters)
     q = nncf.quantize_with_accuracy_control(model, calib, val, validate, max_drop=max_drop_pts / 100.0,
-                                            drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calib_batch))
+                                            drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calib_batch),
+                                            advanced_accuracy_restorer_parameters=restorer)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "nncf_aac.onnx"
     onnx.save(q, str(path))
     return {"path": str(path), "seconds": round(time.perf_counter() - t0, 1), "nncf_version": nncf.__version__,
             "max_drop": max_drop_pts / 100.0, "drop_type": "ABSOLUTE", "metric": "tail-class top-1 (fraction)",
-            "validation_images": int(len(yv)), "calibration_images": int(len(calib_batch))}
+            "validation_images": int(len(yv)), "calibration_images": int(len(calib_batch)),
+            "max_num_iterations": max_iters}
 
 
 def aimet_status(site: str | None) -> dict:
@@ -286,8 +325,10 @@ def to_markdown(r: dict) -> str:
         f"`benchmarks/tune_hard_case.py` on {r['host']['platform']}, {r['host']['cpus']} CPUs. Model: torchvision "
         f"{s['arch']} trained {s['epochs']} epochs on the demo's long-tailed MNIST split at {s['hw']}×{s['hw']} "
         f"(FP32 top-1 {_p(r.get('fp32', {}).get('onnx', {}).get('top1'))}, tail top-1 "
-        f"{_p(r.get('fp32', {}).get('onnx', {}).get('tail_top1'))}). Golden set: 1,000 real digits (100 a class), tail classes "
-        f"{', '.join(r.get('tail_classes') or [])} (< {TAIL_MAX_COUNT} training images). Budget: tail-class and overall top-1 "
+        f"{_p(r.get('fp32', {}).get('onnx', {}).get('tail_top1'))}). Golden set: {sum((r.get('golden_per_class') or {}).values()):,} real digits "
+        f"(per class {'/'.join(str(v) for v in (r.get('golden_per_class') or {}).values())}), "
+        f"{r.get('tail_golden_images', '—')} of them in the tail classes {', '.join(r.get('tail_classes') or [])} "
+        f"(< {TAIL_MAX_COUNT} training images). Budget: tail-class and overall top-1 "
         f"drop ≤ {s['max_tail_drop']} pts vs FP32. Hard case: {'YES' if r.get('hard') else 'no'} — plain INT8 breaks it "
         f"in {', '.join(r.get('int8_breaks') or []) or 'no format'}. Timing interleaved in one process "
         f"({s['rounds']} rounds × {s['runs']} single-image calls, {s['threads']} thread(s)); load = os.getloadavg() 1-min "
@@ -330,11 +371,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-trials", type=int, default=12)
     ap.add_argument("--fallback-ks", default="1,2,4")
     ap.add_argument("--sensitivity-unit", default="auto")
+    ap.add_argument("--max-units", type=int, default=30, help="tune's sensitivity units at most (cost: 2 exports + 2 golden runs each)")
+    ap.add_argument("--tune-formats", default=None, help="formats tune searches (default: --formats)")
+    ap.add_argument("--nncf-max-iters", type=int, default=None,
+                    help="NNCF AdvancedAccuracyRestorerParameters.max_num_iterations (layers reverted at most; default: no limit)")
     ap.add_argument("--tune-runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--golden-tail", type=int, default=300,
+                    help="golden images per tail class (the other classes keep the demo's 100)")
     ap.add_argument("--find-only", action="store_true", help="stop after step 1 (is plain INT8 breaking the budget?)")
     ap.add_argument("--skip-nncf", action="store_true")
     ap.add_argument("--aimet-site", default=None, help="a directory holding aimet_torch (installed with --target), tried on sys.path")
@@ -350,22 +397,24 @@ def main(argv: list[str] | None = None) -> int:
     from optim.runtimes.artifact import library_versions
 
     formats = [f for f in args.formats.split(",") if f]
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(args.workdir)
     r: dict = {"schema_version": 1, "what": __doc__.splitlines()[0],
                "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_start": load()},
                "settings": {k: v for k, v in vars(args).items() if k not in ("out", "workdir", "aimet_site")},
                "versions": library_versions("torch", "onnxruntime", "nncf", "litert-torch", "ai-edge-litert", "executorch", "optuna")}
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
 
     def save():
         r["host"]["load_average_end"] = load()
         out_path.write_text(json.dumps(r, indent=2, default=str) + "\n")
         out_path.with_suffix(".md").write_text(to_markdown(r))
 
-    r["training"] = prepare(work, args.arch, args.hw, args.epochs, args.seed)
-    ckpt = work / f"{args.arch}-{args.hw}-e{args.epochs}.pt"
-    golden, train = work / "golden", work / "train"
+    r["training"] = prepare(work, args.arch, args.hw, args.epochs, args.seed, args.golden_tail)
+    ckpt = work / f"{args.arch}-{args.hw}-e{args.epochs}-s{args.seed}.pt"
+    golden, train = data_dirs(work, args.seed, args.golden_tail)
+    r["golden_per_class"] = dict(zip([str(i) for i in range(10)], golden_counts(args.golden_tail)))
+    r["attempts"] = previous_attempts(out_path)
     loaded = load_checkpoint(ckpt)
     card = loaded.card
     stats = model_stats(loaded.model, card.input.shape)
@@ -390,6 +439,18 @@ def main(argv: list[str] | None = None) -> int:
             if -i8["tail_delta_pts"] > args.max_tail_drop:
                 r["int8_breaks"].append(fmt)
     r["hard"] = bool(r["int8_breaks"])
+    n_tail = sum(golden_counts(args.golden_tail)[int(c)] for c in r["tail_classes"])
+    r["tail_golden_images"] = n_tail
+    for group in ("fp32", "int8"):
+        for m in r[group].values():
+            m["tail_top1_wilson95"] = wilson(round(m["tail_top1"] * n_tail), n_tail)
+    r["attempts"] = [a for a in r["attempts"] if a.get("recipe") != r["training"]["recipe"]] + [{
+        "recipe": r["training"]["recipe"], "train_seconds": r["training"].get("train_seconds"),
+        "golden_tail_images": n_tail, "load_average": load(), "hard": r["hard"], "int8_breaks": r["int8_breaks"],
+        "per_format": {f: {"fp32_top1": r["fp32"][f]["top1"], "fp32_tail_top1": r["fp32"][f]["tail_top1"],
+                           "int8_top1": r["int8"][f]["top1"], "int8_tail_top1": r["int8"][f]["tail_top1"],
+                           "int8_tail_delta_pts": r["int8"][f]["tail_delta_pts"]}
+                       for f in formats if f in r["fp32"] and f in r["int8"]}}]
     say(f"  fp32 {json.dumps(r['fp32'])}\n  int8 {json.dumps(r['int8'])}\n  breaks: {r['int8_breaks']}")
     save()
     if args.find_only:
@@ -401,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                                     p95=args.p95_budget_ms, tail=TAIL_MAX_COUNT))
     say(f"step 2: tune  load {load()}")
     t0 = time.perf_counter()
-    res = optim.tune(ckpt, policy=policy, calib=train, golden=golden, formats=formats, device="host",
+    tune_formats = [f for f in (args.tune_formats or args.formats).split(",") if f]
+    res = optim.tune(ckpt, policy=policy, calib=train, golden=golden, formats=tune_formats, device="host",
+                     max_units=args.max_units,
                      out=work / "tune", max_trials=args.max_trials,
                      fallback_ks=tuple(int(k) for k in args.fallback_ks.split(",")), sensitivity_unit=args.sensitivity_unit,
                      calib_size=args.calib_size, seed=args.seed, threads=args.threads, runs=args.tune_runs, warmup=2,
@@ -420,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"step 3: nncf quantize_with_accuracy_control  load {load()}")
         try:
             r["nncf"] = run_nncf(arts[("onnx", "fp32")] / "model.onnx", work / "nncf", calib_set.batch, golden, card,
-                                 r["tail_classes"], args.max_tail_drop, args.threads)
+                                 r["tail_classes"], args.max_tail_drop, args.threads, args.nncf_max_iters)
             nncf_path = Path(r["nncf"]["path"])
         except Exception as e:
             r["nncf"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:400] if str(e) else ''}"}
