@@ -160,6 +160,23 @@ def previous_attempts(out_path: Path) -> list[dict]:
         return []
 
 
+def previous_step1(out_path: Path, recipe: dict, work: Path, formats: list[str]):
+    """Step 1 of an earlier run of the same recipe (artifacts still in ``work/plain``, metrics in
+    ``out_path``): (artifacts, fp32, int8, quantize_errors), or None when anything is missing."""
+    try:
+        old = json.loads(out_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if (old.get("training") or {}).get("recipe") != recipe:
+        return None
+    arts = {(f, s): work / "plain" / f"{f}-{s}" for f in formats for s in ("fp32", "int8")}
+    if not all((d / "artifact.json").is_file() for d in arts.values()) or not all(
+            f in old.get("fp32", {}) and f in old.get("int8", {}) for f in formats):
+        return None
+    return (arts, {f: old["fp32"][f] for f in formats}, {f: old["int8"][f] for f in formats},
+            old.get("quantize_errors") or {})
+
+
 def recalibrate_bn(model, x: np.ndarray, batch: int = 64) -> None:
     """Recompute BatchNorm running statistics as the exact average over the training images
     (float32 N×C×H×W ``x``), no gradient step. Needed for torchvision MobileNetV3, whose BN
@@ -414,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--golden-tail", type=int, default=300,
                     help="golden images per tail class (the other classes keep the demo's 100)")
+    ap.add_argument("--reuse-step1", action="store_true",
+                    help="reuse step 1 of an earlier run of the same recipe (artifacts in WORKDIR/plain, metrics in --out)")
+    ap.add_argument("--skip-tune", action="store_true", help="skip step 2 (e.g. NNCF alone on a slow host)")
     ap.add_argument("--find-only", action="store_true", help="stop after step 1 (is plain INT8 breaking the budget?)")
     ap.add_argument("--skip-nncf", action="store_true")
     ap.add_argument("--aimet-site", default=None, help="a directory holding aimet_torch (installed with --target), tried on sys.path")
@@ -454,13 +474,19 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. FP32 and plain INT8 per format
     say(f"step 1: fp32 + int8 × {formats}  load {load()}")
-    q = optim.quantize(ckpt, formats=formats, scheme="fp32,int8", calib=train, calib_size=args.calib_size,
-                       out=work / "plain", threads=args.threads)
-    arts: dict[tuple[str, str], Path] = {(x.format, x.scheme): x.artifact_dir for x in q.results if x.artifact_dir}
-    r["quantize_errors"] = {f"{x.format}-{x.scheme}": x.error for x in q.results if x.error}
-    r["fp32"], r["int8"] = {}, {}
-    for (fmt, scheme), d in arts.items():
-        r["fp32" if scheme == "fp32" else "int8"][fmt] = head_metrics(open_runtime(d, threads=args.threads), golden)
+    prev = previous_step1(out_path, r["training"]["recipe"], work, formats) if args.reuse_step1 else None
+    if prev is not None:
+        say(f"  reusing step 1 (artifacts in {work / 'plain'}, metrics from {out_path})")
+        arts, r["fp32"], r["int8"], r["quantize_errors"] = prev
+        r["step1_reused"] = True
+    else:
+        q = optim.quantize(ckpt, formats=formats, scheme="fp32,int8", calib=train, calib_size=args.calib_size,
+                           out=work / "plain", threads=args.threads)
+        arts = {(x.format, x.scheme): x.artifact_dir for x in q.results if x.artifact_dir}
+        r["quantize_errors"] = {f"{x.format}-{x.scheme}": x.error for x in q.results if x.error}
+        r["fp32"], r["int8"] = {}, {}
+        for (fmt, scheme), d in arts.items():
+            r["fp32" if scheme == "fp32" else "int8"][fmt] = head_metrics(open_runtime(d, threads=args.threads), golden)
     r["tail_classes"] = next(iter(r["fp32"].values()))["tail_classes"] if r["fp32"] else []
     r["int8_breaks"] = []
     for fmt in formats:
@@ -489,24 +515,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # 2. tune
-    policy = work / "hard_case.toml"
-    policy.write_text(POLICY.format(drop=args.max_tail_drop, size_mb=round(stats.fp32_mb * 1.05 + 0.5, 2),
-                                    p95=args.p95_budget_ms, tail=TAIL_MAX_COUNT))
-    say(f"step 2: tune  load {load()}")
-    t0 = time.perf_counter()
-    tune_formats = [f for f in (args.tune_formats or args.formats).split(",") if f]
-    res = optim.tune(ckpt, policy=policy, calib=train, golden=golden, formats=tune_formats, device="host",
-                     max_units=args.max_units,
-                     out=work / "tune", max_trials=args.max_trials,
-                     fallback_ks=tuple(int(k) for k in args.fallback_ks.split(",")), sensitivity_unit=args.sensitivity_unit,
-                     calib_size=args.calib_size, seed=args.seed, threads=args.threads, runs=args.tune_runs, warmup=2,
-                     trials=1, progress=lambda m: say(f"  tune: {m}"))
-    r["tune"] = {"seconds": round(time.perf_counter() - t0, 1), "verdict": res.report["verdict"],
-                 "search": res.report.get("search"), "notes": res.report.get("notes"),
-                 "chosen": {f: (None if c is None else {k: c[k] for k in ("artifact", "scheme", "float_layers", "p95_ms",
-                                                                          "size_mb", "top1_delta_pts", "tail_top1_delta_pts")}
-                                | {"label": c["candidate"]["label"]}) for f, c in res.chosen.items()}}
-    save()
+    r["tune"] = {"skipped": True, "chosen": {}}
+    if not args.skip_tune:
+        policy = work / "hard_case.toml"
+        policy.write_text(POLICY.format(drop=args.max_tail_drop, size_mb=round(stats.fp32_mb * 1.05 + 0.5, 2),
+                                        p95=args.p95_budget_ms, tail=TAIL_MAX_COUNT))
+        say(f"step 2: tune  load {load()}")
+        t0 = time.perf_counter()
+        tune_formats = [f for f in (args.tune_formats or args.formats).split(",") if f]
+        res = optim.tune(ckpt, policy=policy, calib=train, golden=golden, formats=tune_formats, device="host",
+                         max_units=args.max_units,
+                         out=work / "tune", max_trials=args.max_trials,
+                         fallback_ks=tuple(int(k) for k in args.fallback_ks.split(",")), sensitivity_unit=args.sensitivity_unit,
+                         calib_size=args.calib_size, seed=args.seed, threads=args.threads, runs=args.tune_runs, warmup=2,
+                         trials=1, progress=lambda m: say(f"  tune: {m}"))
+        r["tune"] = {"seconds": round(time.perf_counter() - t0, 1), "verdict": res.report["verdict"],
+                     "search": res.report.get("search"), "notes": res.report.get("notes"),
+                     "chosen": {f: (None if c is None else {k: c[k] for k in ("artifact", "scheme", "float_layers", "p95_ms",
+                                                                              "size_mb", "top1_delta_pts", "tail_top1_delta_pts")}
+                                    | {"label": c["candidate"]["label"]}) for f, c in res.chosen.items()}}
+        save()
 
     # 3. NNCF accuracy-aware PTQ on ONNX
     calib_set = load_calibration_set(train, card.preprocessing, args.calib_size, seed=args.seed, input_shape=card.input.shape)
@@ -564,13 +592,19 @@ def verdicts(r: dict, rows: list[dict], formats: list[str], budget: float) -> li
     for fmt in formats:
         t, fp = by.get((fmt, "tune")), by.get((fmt, "FP32"))
         if t is None:
-            out.append(f"{fmt}: tune chose no artifact (FAIL).")
+            out.append(f"{fmt}: tune was not run (--skip-tune): no verdict." if (r.get("tune") or {}).get("skipped")
+                       else f"{fmt}: tune chose no artifact (FAIL).")
             continue
         ok = t["within_budget"] and fp is not None and t["timing"]["p95_ms"] <= fp["timing"]["p95_ms"]
         out.append(f"{fmt}: tune's choice tail Δ {t['tail_delta_pts']:+.1f} pts (budget −{budget}), p95 "
                    f"{t['timing']['p95_ms']:.2f} ms vs FP32 {fp['timing']['p95_ms'] if fp else float('nan'):.2f} ms → "
                    f"{'meets' if ok else 'does NOT meet'} the bar.")
     n = next((row for row in rows if "NNCF" in row["label"]), None)
+    fp = by.get(("onnx", "FP32"))
+    if n and fp:
+        out.append(f"onnx NNCF quantize_with_accuracy_control: tail Δ {n['tail_delta_pts']:+.1f} pts, top-1 Δ "
+                   f"{n['top1_delta_pts']:+.1f} pts (budget −{budget} each) → {'within' if n['within_budget'] else 'OUTSIDE'} "
+                   f"budget; p95 {n['timing']['p95_ms']:.2f} ms vs FP32 {fp['timing']['p95_ms']:.2f} ms.")
     t = by.get(("onnx", "tune"))
     if n and t:
         ok = t["tail_delta_pts"] >= n["tail_delta_pts"] and t["timing"]["p95_ms"] <= n["timing"]["p95_ms"]
