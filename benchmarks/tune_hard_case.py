@@ -277,8 +277,10 @@ def run_nncf(fp32_onnx: Path, out: Path, calib_batch: np.ndarray, golden: Path, 
             per.append(float(int(np.argmax(logits[0])) == int(y)))
         return float(np.mean(per)), per
 
-    calib = nncf.Dataset([calib_batch[i: i + fixed_batch] for i in range(0, len(calib_batch) - fixed_batch + 1, fixed_batch)])
-    val = nncf.Dataset([(xv[i: i + 1], yv[i]) for i in range(len(yv))])
+    # the ONNX backend takes {input name: array} per item; validate() gets the raw (x, y) items
+    calib = nncf.Dataset([calib_batch[i: i + fixed_batch] for i in range(0, len(calib_batch) - fixed_batch + 1, fixed_batch)],
+                         lambda x: {in_name: x})
+    val = nncf.Dataset([(xv[i: i + 1], yv[i]) for i in range(len(yv))], lambda item: {in_name: item[0]})
     t0 = time.perf_counter()
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
