@@ -395,6 +395,8 @@ def to_markdown(r: dict) -> str:
         lines.append("")
     for v in r.get("verdicts", []):
         lines.append(f"- {v}")
+    if r.get("findings"):
+        lines += ["", "### Findings", ""] + [f"- {f}" for f in r["findings"]]
     if r.get("status"):
         lines += ["", f"Status: {r['status']}"]
     lines.append("")
