@@ -25,6 +25,19 @@ def test_long_tail_split_counts_and_disjoint():
     assert np.array_equal(again.train_images, split.train_images)  # seeded
 
 
+def test_long_tail_split_per_class_golden_counts_keep_training_split():
+    counts = (100,) * 7 + (300, 300, 300)
+    split = long_tail_split(seed=0, golden_per_class=counts)
+    assert np.bincount(split.golden_labels).tolist() == list(counts)
+    assert np.array_equal(split.train_images, long_tail_split(seed=0).train_images)  # golden counts never move training
+    train = {img.tobytes() for img in split.train_images}
+    assert not any(img.tobytes() in train for img in split.golden_images)
+    with pytest.raises(ValueError, match="class 0"):
+        long_tail_split(seed=0, golden_per_class=(200,) * 10)
+    with pytest.raises(ValueError, match="3 counts"):
+        long_tail_split(seed=0, golden_per_class=(1, 2, 3))
+
+
 def test_run_demo_writes_everything_and_reuses(tmp_path):
     logs: list[str] = []
     cfg = TrainConfig(epochs=1)

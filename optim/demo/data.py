@@ -46,17 +46,27 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
 
-def long_tail_split(seed: int = 0, train_counts: tuple[int, ...] = TRAIN_COUNTS, golden_per_class: int = GOLDEN_PER_CLASS) -> DemoSplit:
-    """Draw the long-tailed training split and the balanced, disjoint golden set (seeded)."""
+def long_tail_split(seed: int = 0, train_counts: tuple[int, ...] = TRAIN_COUNTS,
+                    golden_per_class: int | tuple[int, ...] = GOLDEN_PER_CLASS) -> DemoSplit:
+    """Draw the long-tailed training split and the disjoint golden set (seeded).
+
+    ``golden_per_class`` is one count for every class (balanced, the default) or one count per
+    class (e.g. more golden images for the tail classes, so a 2-point tail-class delta is more
+    than sampling noise). The training split depends only on ``seed`` and ``train_counts``, never
+    on the golden counts. Raises ValueError when a class has too few images for both."""
     x, y = load_mnist()
     rng = np.random.default_rng(seed)
+    golden_counts = ((golden_per_class,) * len(train_counts) if isinstance(golden_per_class, int)
+                     else tuple(golden_per_class))
+    if len(golden_counts) != len(train_counts):
+        raise ValueError(f"golden_per_class has {len(golden_counts)} counts for {len(train_counts)} classes")
     train_idx, golden_idx = [], []
-    for cls, n_train in enumerate(train_counts):
+    for cls, (n_train, n_golden) in enumerate(zip(train_counts, golden_counts)):
         idx = rng.permutation(np.flatnonzero(y == cls))
-        if n_train + golden_per_class > len(idx):
-            raise ValueError(f"class {cls}: {n_train} train + {golden_per_class} golden > {len(idx)} images")
+        if n_train + n_golden > len(idx):
+            raise ValueError(f"class {cls}: {n_train} train + {n_golden} golden > {len(idx)} images")
         train_idx.append(idx[:n_train])
-        golden_idx.append(idx[n_train : n_train + golden_per_class])
+        golden_idx.append(idx[n_train : n_train + n_golden])
     tr = rng.permutation(np.concatenate(train_idx))
     gd = np.concatenate(golden_idx)
     return DemoSplit(x[tr], y[tr], x[gd], y[gd])
