@@ -24,7 +24,7 @@ def _f(v, spec: str) -> str:
 @click.option("--device", default="host", show_default=True, help="Device p95 is measured on: host, pixel6a, an adb serial.")
 @click.option("--formats", default=None, help="Comma-separated formats [default: every default format in the registry].")
 @click.option("--time-budget", default=None, help="Wall-clock budget for sensitivity + search: 30m, 90s, 1h30m.")
-@click.option("--max-trials", type=int, default=40, show_default=True, help="Trials at most (a resumed run counts its finished ones).")
+@click.option("--max-trials", type=int, default=40, show_default=True, help="Distinct candidates measured at most (a resumed run counts its finished ones; a repeated proposal costs nothing).")
 @click.option("--out", default="optim-tune", show_default=True, type=click.Path(file_okay=False),
               help="Output directory: tune.json, tune.md, tune.html, tune.journal (resume), trials/, chosen/<format>/.")
 @click.option("--analyze-only", is_flag=True, help="Only the per-layer sensitivity analysis (ranked table and plot).")

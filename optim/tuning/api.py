@@ -124,7 +124,7 @@ def tune(
        golden-set format) pruning ratio (``prune_ratios``, with ``prune_epochs`` of distilled
        recovery fine-tuning, :func:`optim.optimize.prune_pipeline.prune_checkpoint`). Each
        trial exports, then runs :func:`optim.verify` on ``device`` (``runs``/``warmup``/
-       ``trials`` per benchmark). At most ``max_trials`` trials and ``time_budget``
+       ``trials`` per benchmark). At most ``max_trials`` distinct candidates measured and ``time_budget``
        (``"30m"``, seconds; sensitivity counts against it; at least one trial runs). Seeded by
        ``seed``; resumable from ``OUT/tune.journal``.
     3. **Choice**: per format the passing candidate with the lowest p95, then size, verified
