@@ -212,11 +212,18 @@ def test_ctrl_c_stops_every_device_worker_and_its_tools(tmp_path):
         pids.update({d: int((tmp_path / d).read_text()) for d in ("a", "b")})
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
-    t = threading.Thread(target=interrupt_when_both_run, daemon=True)
-    t.start()
-    with pytest.raises(KeyboardInterrupt):
-        run_per_device(["a", "b"], worker)
-    t.join(timeout=60)
+    # Python installs no KeyboardInterrupt handler when SIGINT was ignored at its start (a
+    # background job of a non-interactive shell): install it, or the SIGINT below is lost and
+    # the 600 s tools are waited for
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        t = threading.Thread(target=interrupt_when_both_run, daemon=True)
+        t.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_per_device(["a", "b"], worker)
+        t.join(timeout=60)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert set(pids) == {"a", "b"}
     for pid in pids.values():  # both 600 s tools are gone (they were killed, not waited for)
         with pytest.raises(ProcessLookupError):
