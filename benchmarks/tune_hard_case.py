@@ -596,8 +596,10 @@ def verdicts(r: dict, rows: list[dict], formats: list[str], budget: float) -> li
     for fmt in formats:
         t, fp = by.get((fmt, "tune")), by.get((fmt, "FP32"))
         if t is None:
+            searched = (r.get("settings") or {}).get("tune_formats") or (r.get("settings") or {}).get("formats") or ""
             out.append(f"{fmt}: tune was not run (--skip-tune): no verdict." if (r.get("tune") or {}).get("skipped")
-                       else f"{fmt}: tune chose no artifact (FAIL).")
+                       else f"{fmt}: not searched by tune in this run (--tune-formats {searched}): no verdict."
+                       if fmt not in searched.split(",") else f"{fmt}: tune chose no artifact (FAIL).")
             continue
         ok = t["within_budget"] and fp is not None and t["timing"]["p95_ms"] <= fp["timing"]["p95_ms"]
         out.append(f"{fmt}: tune's choice tail Δ {t['tail_delta_pts']:+.1f} pts (budget −{budget}), p95 "

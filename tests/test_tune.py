@@ -214,7 +214,9 @@ def test_candidates_baselines_first_and_fallbacks_only_for_quantized_schemes():
     assert keys[:2] == ["x|fp32|k0|p0", "x|int8|k0|p0"]
     assert len(keys) == len(set(keys))
     assert not any(x.k for x in c if x.scheme.startswith("fp"))
-    assert {x.k for x in c if x.scheme == "int8"} == {0, 1, 2, 3}  # 8 clipped to the 3 units
+    assert {x.k for x in c if x.scheme == "int8"} == {0, 1, 2}  # 8 clipped to 2 of the 3 units: never all in float
+    one = enumerate_candidates({"x": ("fp32", "int8")}, {"x": 1}, ks=(1, 2))
+    assert [x.key for x in one] == ["x|fp32|k0|p0", "x|int8|k0|p0"]  # a single unit in float would be the FP32 model
     assert Candidate.from_key("x|int8|k2|p0.3") == Candidate("x", "int8", 2, 0.3)
     assert len(enumerate_candidates({"x": ("fp32", "int8")}, {}, ks=(1, 2))) == 2
     with pytest.raises(InputError):

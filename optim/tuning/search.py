@@ -150,7 +150,9 @@ def enumerate_candidates(formats: dict[str, Sequence[str]], units_per_format: di
 
     ``formats``: format → its schemes (from the registry); ``units_per_format``: ranked units
     available per format (0 when no ranking: no fallback candidates); ``ks``: fallback sizes
-    (clipped to the units available, duplicates dropped); ``prune_ratios``: in (0, 1);
+    (clipped to one less than the units available: every unit in float is the FP32 model behind
+    a quantized format's overhead, which the FP32/FP16 baselines already cover; duplicates
+    dropped); ``prune_ratios``: in (0, 1);
     ``no_fallback``: format → schemes that take no float fallback (size schemes; k = 0 only).
     """
     bad = [r for r in prune_ratios if not 0 < r < 1]
@@ -159,7 +161,7 @@ def enumerate_candidates(formats: dict[str, Sequence[str]], units_per_format: di
     out = list(baselines(formats))
     for fmt, schemes in formats.items():
         n = units_per_format.get(fmt, 0)
-        kset = [0] + sorted({min(k, n) for k in ks if k > 0 and n > 0})
+        kset = [0] + sorted({min(k, n - 1) for k in ks if k > 0 and n > 1})  # all n units in float is no quantization
         for p in (0.0, *prune_ratios):
             for s in schemes:
                 plain = is_float_scheme(s) or s in (no_fallback or {}).get(fmt, ())
