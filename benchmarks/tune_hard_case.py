@@ -43,6 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_quantize import time_alternating  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 TAIL_MAX_COUNT = 50
 POLICY = """\
@@ -323,16 +326,8 @@ def aimet_status(site: str | None) -> dict:
 
 
 def time_interleaved(runtimes: dict, x: np.ndarray, warmup: int, runs: int, rounds: int) -> dict[str, dict]:
-    times: dict[str, list[float]] = {k: [] for k in runtimes}
-    for rt in runtimes.values():
-        for _ in range(warmup):
-            rt.predict(x)
-    for _ in range(rounds):
-        for k, rt in runtimes.items():
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                rt.predict(x)
-                times[k].append((time.perf_counter() - t0) * 1e3)
+    """p95 / median (ms) and call count per runtime, from :func:`bench_quantize.time_alternating`."""
+    times = time_alternating(runtimes, x, warmup, runs, rounds)
     return {k: {"p95_ms": float(np.percentile(v, 95)), "median_ms": statistics.median(v), "n": len(v)} for k, v in times.items()}
 
 

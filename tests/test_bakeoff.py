@@ -5,22 +5,18 @@ one ``optim compare``, ``verify`` under the policy and under a too-tight one). S
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def bakeoff(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("bakeoff_script", ROOT / "benchmarks" / "bakeoff.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bakeoff")
     tmp = tmp_path_factory.mktemp("bakeoff")
     rc = mod.main(["--quick", "--workdir", str(tmp / "work"), "--results", str(tmp / "results")])
     result = json.loads((tmp / "results" / "bakeoff.json").read_text())

@@ -4,24 +4,18 @@ the cell order, and the resume/identity paths of the Markdown. Plain arrays; no 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from optim.device_bench.stats import p95_ratio_ci
 from optim.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bt():
-    spec = importlib.util.spec_from_file_location("bench_tune_script", ROOT / "benchmarks" / "bench_tune.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_tune")
 
 
 def _rounds(seed, scale=1.0, shape=(20, 10)):

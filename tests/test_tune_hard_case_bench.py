@@ -3,21 +3,16 @@ Wilson intervals, the attempt log and the Markdown (fast; the benchmark itself i
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("tune_hard_case_script", ROOT / "benchmarks" / "tune_hard_case.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("tune_hard_case")
 
 
 def test_golden_counts_enlarge_only_the_tail_classes(bench):
